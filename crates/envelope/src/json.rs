@@ -10,10 +10,7 @@ use openssl::x509::X509;
 use prost::Message as _;
 use serde_json::{Value, json};
 
-use crate::{
-    pb,
-    trust::{name_text, unix_time},
-};
+use crate::{pb, time::from_asn1, trust::name_text};
 
 /// A readable view of `envelope`: the digest of `signed_content`, the decoded content,
 /// and the signature with each certificate described.
@@ -51,8 +48,7 @@ pub fn certificate_view(der: &[u8]) -> Value {
     let Ok(cert) = X509::from_der(der) else {
         return json!({ "error": "not a DER certificate", "sha256": hex::encode(crate::sha256(der)) });
     };
-    let time =
-        |t| unix_time(t).ok().and_then(|s| chrono::DateTime::from_timestamp(s, 0)).map(|t| t.to_rfc3339());
+    let time = |t| from_asn1(t).map(|t| t.to_rfc3339());
     json!({
         "subject": name_text(cert.subject_name()),
         "issuer": name_text(cert.issuer_name()),

@@ -1,6 +1,7 @@
 //! Time on the wire is `google.protobuf.Timestamp`; in the API it is [`Time`].
 
 use chrono::{DateTime, NaiveDate, Utc};
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
 use pbjson_types::Timestamp;
 
 /// A point in time, UTC.
@@ -22,6 +23,21 @@ pub fn from_timestamp(ts: &Timestamp) -> Option<Time> {
 /// Whether `date` is an ISO 8601 calendar date, `YYYY-MM-DD`.
 pub fn is_calendar_date(date: &str) -> bool {
     date.len() == 10 && NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok()
+}
+
+/// Seconds since the Unix epoch of an ASN.1 time (certificate and CRL times).
+///
+/// # Errors
+/// OpenSSL failures.
+pub fn unix_time(time: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
+    let epoch = Asn1Time::from_unix(0)?;
+    let diff = epoch.diff(time)?;
+    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
+/// An ASN.1 time as [`Time`], or `None` when it cannot be read.
+pub fn from_asn1(time: &Asn1TimeRef) -> Option<Time> {
+    unix_time(time).ok().and_then(|seconds| DateTime::from_timestamp(seconds, 0))
 }
 
 #[cfg(test)]

@@ -10,7 +10,6 @@
 use std::{cmp::Ordering, collections::HashSet};
 
 use openssl::{
-    asn1::{Asn1Time, Asn1TimeRef},
     nid::Nid,
     pkey::{Id, PKey, Public},
     stack::Stack,
@@ -21,7 +20,10 @@ use openssl::{
     },
 };
 
-use crate::{AgencyCode, ReasonCode, time::Time};
+use crate::{
+    AgencyCode, ReasonCode,
+    time::{Time, unix_time},
+};
 
 /// What a certificate is for. Agencies hold one of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -281,7 +283,7 @@ impl TrustStore {
             if crl.revoked.contains(&link.serial) {
                 return Err(CertificateError::Revoked {
                     subject: link.subject.clone(),
-                    serial: hex::encode(&link.serial),
+                    serial: hex::encode_upper(&link.serial),
                 });
             }
         }
@@ -386,11 +388,4 @@ pub fn name_text(name: &X509NameRef) -> String {
 
 fn same_name(a: &X509NameRef, b: &X509NameRef) -> bool {
     a.try_cmp(b).is_ok_and(|ordering| ordering == Ordering::Equal)
-}
-
-/// Seconds since the Unix epoch of an ASN.1 time.
-pub(crate) fn unix_time(time: &Asn1TimeRef) -> Result<i64, openssl::error::ErrorStack> {
-    let epoch = Asn1Time::from_unix(0)?;
-    let diff = epoch.diff(time)?;
-    Ok(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
 }
