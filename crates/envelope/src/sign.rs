@@ -6,9 +6,11 @@
 use bytes::Bytes;
 use openssl::{
     hash::MessageDigest,
+    md::Md,
     pkey::{HasPublic, Id, PKey, PKeyRef, Private},
+    pkey_ctx::PkeyCtx,
     rsa::Padding,
-    sign::{RsaPssSaltlen, Signer, Verifier},
+    sign::{RsaPssSaltlen, Signer},
     x509::X509,
 };
 use prost::Message as _;
@@ -146,12 +148,15 @@ impl SigningIdentity {
     }
 }
 
-/// Whether `signature` is a valid `algorithm` signature by `key` over `data`. `None`
-/// when the algorithm does not fit the key type.
-pub(crate) fn verify_signature<T: HasPublic>(
+/// Whether `signature` is a valid `algorithm` signature by `key` over the data whose
+/// SHA-256 is `digest`. `None` when the algorithm does not fit the key type.
+///
+/// Taking the digest lets the verifier hash the content once for both the signature and
+/// the digest it records, which matters for letters with large attachments.
+pub(crate) fn verify_digest<T: HasPublic>(
     key: &PKeyRef<T>,
     algorithm: SignatureAlgorithm,
-    data: &[u8],
+    digest: &[u8; 32],
     signature: &[u8],
 ) -> Option<bool> {
     let fits = matches!(
@@ -162,13 +167,15 @@ pub(crate) fn verify_signature<T: HasPublic>(
         return None;
     }
     let check = || -> Result<bool, openssl::error::ErrorStack> {
-        let mut verifier = Verifier::new(MessageDigest::sha256(), key)?;
+        let mut ctx = PkeyCtx::new(key)?;
+        ctx.verify_init()?;
+        ctx.set_signature_md(Md::sha256())?;
         if algorithm == SignatureAlgorithm::RsaPssSha256 {
-            verifier.set_rsa_padding(Padding::PKCS1_PSS)?;
-            verifier.set_rsa_pss_saltlen(RsaPssSaltlen::custom(PSS_SALT_LEN))?;
-            verifier.set_rsa_mgf1_md(MessageDigest::sha256())?;
+            ctx.set_rsa_padding(Padding::PKCS1_PSS)?;
+            ctx.set_rsa_pss_saltlen(RsaPssSaltlen::custom(PSS_SALT_LEN))?;
+            ctx.set_rsa_mgf1_md(Md::sha256())?;
         }
-        verifier.verify_oneshot(signature, data)
+        ctx.verify(digest, signature)
     };
     // OpenSSL reports a malformed signature (bad DER, wrong length) as an error; for the
     // caller it is simply a signature that does not verify.

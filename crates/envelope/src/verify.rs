@@ -24,7 +24,7 @@ use crate::{
     AgencyCode, ReasonCode,
     pb::{self, SignatureAlgorithm},
     policy::Policy,
-    sign::verify_signature,
+    sign::verify_digest,
     time::Time,
     trust::{CertificateError, CheckedChain, KeyPurpose, TrustStore},
     validate::{self, ValidationError},
@@ -144,7 +144,8 @@ impl Verifier {
         };
         let chain = self.checked_chain(&signature.certificate_chain)?;
         self.trust.check_current(&chain, at)?;
-        match verify_signature(&chain.public_key, algorithm, &envelope.signed_content, &signature.value) {
+        let digest = crate::sha256(&envelope.signed_content);
+        match verify_digest(&chain.public_key, algorithm, &digest, &signature.value) {
             None => {
                 return Err(VerifyError::UnsupportedAlgorithm(format!(
                     "{} with the certificate's key type",
@@ -168,7 +169,6 @@ impl Verifier {
             // `validate` refuses content without a header or a body.
             return Err(ValidationError::MissingField("header or body").into());
         };
-        let digest = crate::sha256(&envelope.signed_content);
         Ok(VerifiedEnvelope {
             signer: chain.agency.clone(),
             signer_certificate_sha256: chain.leaf_sha256,
