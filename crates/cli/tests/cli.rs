@@ -52,6 +52,12 @@ impl Workspace {
         stderr
     }
 
+    /// A short letter from MOF to MOH as a JSON draft.
+    fn draft(&self, classification: &str, output: &str) {
+        let args = ["--from", "MOF", "--to", "MOH", "--subject", "s", "--classification", classification];
+        self.run(&[&["envelope", "new"][..], &args, &["-o", output]].concat());
+    }
+
     fn platform(&self) {
         self.run(&["pki", "init"]);
         self.run(&["pki", "issue", "MOF", "--name", "Ministry of Finance", "--name-ar", "وزارة المالية"]);
@@ -177,20 +183,7 @@ mod mirsal_envelope_view {
 fn a_third_agency_cannot_open_and_a_revoked_sender_is_refused() {
     let ws = Workspace::new();
     ws.platform();
-    ws.run(&[
-        "envelope",
-        "new",
-        "--from",
-        "MOF",
-        "--to",
-        "MOH",
-        "--subject",
-        "s",
-        "--classification",
-        "secret",
-        "-o",
-        "d.json",
-    ]);
+    ws.draft("secret", "d.json");
     ws.run(&["envelope", "seal", "d.json", "-o", "s.json"]);
     ws.run(&["envelope", "sign", "s.json", "--agency", "MOF", "-o", "e.mirsal"]);
     let line = ws.refused(&["envelope", "open", "e.mirsal", "--agency", "MOE"], 1);
@@ -212,7 +205,7 @@ fn a_third_agency_cannot_open_and_a_revoked_sender_is_refused() {
 fn tampered_and_unsealed_envelopes_are_refused_with_their_codes() {
     let ws = Workspace::new();
     ws.platform();
-    ws.run(&["envelope", "new", "--from", "MOF", "--to", "MOH", "--subject", "s", "-o", "d.json"]);
+    ws.draft("unclassified", "d.json");
     ws.run(&["envelope", "sign", "d.json", "--agency", "MOF", "-o", "e.mirsal"]);
     let mut bytes = fs::read(ws.path("e.mirsal")).unwrap();
     bytes[20] ^= 0x40;
@@ -224,20 +217,7 @@ fn tampered_and_unsealed_envelopes_are_refused_with_their_codes() {
     let line = ws.refused(&["envelope", "inspect", "garbage.mirsal"], 1);
     assert!(line.contains("[reason 100 REASON_CODE_MALFORMED_ENVELOPE]"), "{line}");
 
-    ws.run(&[
-        "envelope",
-        "new",
-        "--from",
-        "MOF",
-        "--to",
-        "MOH",
-        "--subject",
-        "s",
-        "--classification",
-        "confidential",
-        "-o",
-        "c.json",
-    ]);
+    ws.draft("confidential", "c.json");
     let line = ws.refused(&["envelope", "sign", "c.json", "--agency", "MOF", "-o", "c.mirsal"], 1);
     assert!(line.contains("[reason 312 REASON_CODE_SEALING_REQUIRED]"), "{line}");
     assert!(!ws.path("c.mirsal").exists());
