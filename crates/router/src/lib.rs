@@ -1,0 +1,1 @@
+//! The Mirsal router (being built).
