@@ -4,7 +4,10 @@
 //! the topology it needs), opens a confirm-mode channel for publishing, and then
 //! watches the connection. When the broker goes away it waits with exponential backoff
 //! and does it all again. Each successful connection is a new *generation*; publishers
-//! and consumers built on the bus notice the change and carry on over the new one.
+//! and consumers built on the bus notice the change and carry on over the new one. A
+//! publishing channel the broker closed (a refused publish: a forged `user_id`, a
+//! missing exchange, no write permission) is replaced on the same connection, which
+//! also counts as a new generation; the consumers' channels are left alone.
 //! Nothing is recovered inside lapin: unacknowledged deliveries go back to their queues
 //! when the old channel dies, and unconfirmed publishes are the publisher's to repeat
 //! ([`crate::Publisher::publish_reliably`]).
@@ -117,6 +120,8 @@ struct Inner {
     state: watch::Sender<Option<Link>>,
     generations: watch::Sender<u64>,
     shutdown: CancellationToken,
+    /// Cancelled once the supervisor has stopped, after closing its connection.
+    stopped: CancellationToken,
 }
 
 /// A connection to the broker that reconnects by itself. Cheap to clone.
@@ -142,7 +147,15 @@ impl Bus {
     pub fn start(config: BusConfig, setup: Setup) -> Self {
         let (state, _) = watch::channel(None);
         let (generations, _) = watch::channel(0);
-        let bus = Self { inner: Arc::new(Inner { config, state, generations, shutdown: CancellationToken::new() }) };
+        let bus = Self {
+            inner: Arc::new(Inner {
+                config,
+                state,
+                generations,
+                shutdown: CancellationToken::new(),
+                stopped: CancellationToken::new(),
+            }),
+        };
         tokio::spawn(supervise(bus.clone(), setup));
         bus
     }
@@ -186,7 +199,8 @@ impl Bus {
         self.current().is_some_and(|link| link.connection.status().connected())
     }
 
-    /// How many connections have been made so far (increments on every reconnect).
+    /// How many connections have been made so far (increments on every reconnect, and
+    /// when the publishing channel had to be replaced).
     pub fn generation(&self) -> u64 {
         *self.inner.generations.borrow()
     }
@@ -231,34 +245,45 @@ impl Bus {
         self.inner.shutdown.clone()
     }
 
-    /// Stops reconnecting and closes the connection.
+    /// Stops reconnecting and closes the connection (which ends the consumers); returns
+    /// once it is closed.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        let link = self.inner.state.send_replace(None);
-        if let Some(link) = link {
-            let _ = link.connection.close(200, "shutting down".into()).await;
-        }
+        // Only the supervisor closes, so that the connection it may be handing out at
+        // this very moment is closed too, and never twice at once (lapin then leaves
+        // one of the two closes waiting forever).
+        self.inner.stopped.cancelled().await;
     }
 }
 
 async fn supervise(bus: Bus, setup: Setup) {
     let inner = &bus.inner;
+    // Also when this task panics or is aborted, so that `shutdown` never waits forever.
+    let _stopped = inner.stopped.clone().drop_guard();
     let mut attempt = 0u32;
     while !inner.shutdown.is_cancelled() {
-        match open(&inner.config, &setup).await {
-            Ok((connection, publish_channel)) => {
+        let opened = tokio::select! {
+            opened = open(&inner.config, &setup) => opened,
+            () = inner.shutdown.cancelled() => break,
+        };
+        match opened {
+            Ok((connection, mut publish_channel)) => {
                 attempt = 0;
                 let connection = Arc::new(connection);
                 let mut events = connection.events_listener();
-                let generation = *inner.generations.borrow() + 1;
-                inner.generations.send_replace(generation);
-                inner.state.send_replace(Some(Link { generation, connection: connection.clone(), publish_channel }));
+                let mut generation = hand_out(inner, &connection, &publish_channel);
                 tracing::info!(generation, name = %inner.config.connection_name, "connected to the broker");
                 let reason = loop {
                     tokio::select! {
                         () = inner.shutdown.cancelled() => break None,
                         event = events.next() => match event {
-                            Some(Event::Error(error)) => break Some(error.to_string()),
+                            // lapin also reports here every channel the broker closed (a
+                            // refused publish or consume): only a dead connection means
+                            // reconnecting. Reconnecting anyway would leave the old
+                            // connection open under its consumers.
+                            Some(Event::Error(error)) if !connection.status().connected() => {
+                                break Some(error.to_string());
+                            }
                             Some(_) => {}
                             None => break Some("connection closed".to_owned()),
                         },
@@ -268,11 +293,29 @@ async fn supervise(bus: Bus, setup: Setup) {
                             }
                         }
                     }
+                    if !publish_channel.status().connected() && connection.status().connected() {
+                        match tokio::time::timeout(CONNECT_TIMEOUT, open_publish_channel(&connection)).await {
+                            Err(_) => break Some("no new publishing channel in time".to_owned()),
+                            Ok(Err(error)) => break Some(error.to_string()),
+                            Ok(Ok(channel)) => {
+                                publish_channel = channel;
+                                generation = hand_out(inner, &connection, &publish_channel);
+                                tracing::warn!(
+                                    generation,
+                                    "the broker closed the publishing channel; opened another"
+                                );
+                            }
+                        }
+                    }
                 };
                 inner.state.send_replace(None);
                 if let Some(reason) = reason {
                     tracing::warn!(generation, %reason, "lost the broker connection; reconnecting");
                 }
+                // Consumers hold the connection open as long as they run: close it (a
+                // no-op when it is dead already) rather than just drop it.
+                let close = connection.close(200, "closing".into());
+                let _ = tokio::time::timeout(CONNECT_TIMEOUT, close).await;
             }
             Err(error) => {
                 let delay = inner.config.backoff.delay(attempt);
@@ -287,21 +330,42 @@ async fn supervise(bus: Bus, setup: Setup) {
     }
 }
 
+/// Makes `publish_channel` the current link of a new generation and returns that
+/// generation. The old link is withdrawn before the generation changes and the new one
+/// put in place after, so whoever sees the new generation never gets the old link, and
+/// whoever gets the new link sees its generation.
+fn hand_out(inner: &Inner, connection: &Arc<Connection>, publish_channel: &Channel) -> u64 {
+    let generation = *inner.generations.borrow() + 1;
+    inner.state.send_replace(None);
+    inner.generations.send_replace(generation);
+    inner.state.send_replace(Some(Link {
+        generation,
+        connection: connection.clone(),
+        publish_channel: publish_channel.clone(),
+    }));
+    generation
+}
+
+async fn open_publish_channel(connection: &Connection) -> Result<Channel, BusError> {
+    let channel =
+        connection.create_channel().await.map_err(BusError::amqp("opening the publishing channel"))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(BusError::amqp("enabling publisher confirms"))?;
+    Ok(channel)
+}
+
 async fn open(config: &BusConfig, setup: &Setup) -> Result<(Connection, Channel), BusError> {
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect(config))
         .await
         .map_err(|_| BusError::NotConnected)??;
     let result = async {
-        let channel = connection.create_channel().await.map_err(BusError::amqp("opening the set-up channel"))?;
+        let channel =
+            connection.create_channel().await.map_err(BusError::amqp("opening the set-up channel"))?;
         setup(channel.clone()).await?;
         let _ = channel.close(200, "set-up done".into()).await;
-        let publish_channel =
-            connection.create_channel().await.map_err(BusError::amqp("opening the publishing channel"))?;
-        publish_channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(BusError::amqp("enabling publisher confirms"))?;
-        Ok(publish_channel)
+        open_publish_channel(&connection).await
     }
     .await;
     match result {
@@ -318,7 +382,8 @@ async fn open(config: &BusConfig, setup: &Setup) -> Result<(Connection, Channel)
 /// # Errors
 /// A URL that does not parse, a broker that cannot be reached or refuses the login.
 pub async fn connect(config: &BusConfig) -> Result<Connection, BusError> {
-    let properties = ConnectionProperties::default().with_connection_name(config.connection_name.as_str().into());
+    let properties =
+        ConnectionProperties::default().with_connection_name(config.connection_name.as_str().into());
     let context = format!("connecting to {}", redact(&config.url));
     if config.url.starts_with("amqps://") {
         let identity = match (&config.tls.client_certificate_pem, &config.tls.client_key_pem) {
@@ -326,8 +391,11 @@ pub async fn connect(config: &BusConfig) -> Result<Connection, BusError> {
             _ => None,
         };
         let tls = OwnedTLSConfig { identity, cert_chain: config.tls.ca_pem.clone() };
-        let runtime = lapin::runtime::default_runtime().map_err(BusError::amqp("starting the AMQP runtime"))?;
-        Connection::connect_with_config(&config.url, properties, tls, runtime).await.map_err(BusError::amqp(context))
+        let runtime =
+            lapin::runtime::default_runtime().map_err(BusError::amqp("starting the AMQP runtime"))?;
+        Connection::connect_with_config(&config.url, properties, tls, runtime)
+            .await
+            .map_err(BusError::amqp(context))
     } else if config.url.starts_with("amqp://") {
         Connection::connect(&config.url, properties).await.map_err(BusError::amqp(context))
     } else {
@@ -352,7 +420,10 @@ mod tests {
     #[test]
     fn passwords_never_reach_the_logs() {
         assert_eq!(redact("amqp://guest:secret@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
-        assert_eq!(redact("amqps://broker:5671/x?auth_mechanism=external"), "amqps://broker:5671/x?auth_mechanism=external");
+        assert_eq!(
+            redact("amqps://broker:5671/x?auth_mechanism=external"),
+            "amqps://broker:5671/x?auth_mechanism=external"
+        );
     }
 
     #[test]

@@ -148,8 +148,12 @@ async fn subscribe(
     tag: &str,
     sender: &mpsc::Sender<Incoming>,
 ) -> Result<Flow, BusError> {
-    let channel = link.connection.create_channel().await.map_err(BusError::amqp("opening a consumer channel"))?;
-    channel.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(BusError::amqp("setting the prefetch"))?;
+    let channel =
+        link.connection.create_channel().await.map_err(BusError::amqp("opening a consumer channel"))?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await
+        .map_err(BusError::amqp("setting the prefetch"))?;
     let mut consumer = channel
         .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
         .await

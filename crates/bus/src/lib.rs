@@ -11,16 +11,20 @@
 //! - [`consumer`]: [`Deliveries`], a stream of deliveries with a prefetch window that
 //!   re-subscribes after a reconnect, and [`Incoming`] with checked acks.
 //! - [`headers`]: the AMQP property and header conventions of Mirsal messages.
+//! - [`management`]: [`Management`], a client for the RabbitMQ management HTTP API (vhosts,
+//!   users and permissions, queue depths, connections, peeking at messages).
 
 pub mod connection;
 pub mod consumer;
 pub mod error;
 pub mod headers;
+pub mod management;
 pub mod publisher;
 pub mod topology;
 
 pub use connection::{Backoff, Bus, BusConfig, TlsConfig};
 pub use consumer::{Deliveries, Incoming};
 pub use error::BusError;
-pub use publisher::{Outgoing, PublishError, Publisher};
 pub use lapin;
+pub use management::{Management, ManagementError};
+pub use publisher::{Outgoing, PublishError, Publisher};

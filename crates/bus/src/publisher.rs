@@ -36,6 +36,8 @@ pub enum PublishError {
     Nacked,
     #[error("unroutable: {code} {text}")]
     Returned { code: u16, text: String },
+    #[error("the broker refused the publish: {code} {text}")]
+    Refused { code: u16, text: String },
     #[error("connection lost before the broker confirmed: {0}")]
     ConnectionLost(String),
     #[error("no confirm within {0:?}")]
@@ -45,9 +47,23 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// Whether trying again later may succeed (an unroutable message will not).
+    /// Whether trying again later may succeed (an unroutable or forbidden message will
+    /// not).
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::Returned { .. } | Self::ShuttingDown)
+        !matches!(self, Self::Returned { .. } | Self::Refused { .. } | Self::ShuttingDown)
+    }
+
+    /// A lapin error as a publish error: the broker closing the channel for a forbidden,
+    /// misaddressed or forged publish (ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED) is
+    /// a refusal that will not change by retrying; anything else is a lost connection.
+    fn from_lapin(error: &lapin::Error) -> Self {
+        if let lapin::ErrorKind::ProtocolError(amqp) = error.kind() {
+            let code = amqp.get_id();
+            if matches!(code, 403 | 404 | 406) {
+                return Self::Refused { code, text: amqp.get_message().to_string() };
+            }
+        }
+        Self::ConnectionLost(error.to_string())
     }
 }
 
@@ -65,7 +81,7 @@ impl PendingConfirm {
     pub async fn wait(self) -> Result<(), PublishError> {
         match tokio::time::timeout(CONFIRM_TIMEOUT, self.confirm).await {
             Err(_) => Err(PublishError::Timeout(CONFIRM_TIMEOUT)),
-            Ok(Err(error)) => Err(PublishError::ConnectionLost(error.to_string())),
+            Ok(Err(error)) => Err(PublishError::from_lapin(&error)),
             Ok(Ok(Confirmation::Ack(None))) => Ok(()),
             Ok(Ok(Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)))) => {
                 Err(PublishError::Returned {
@@ -75,7 +91,9 @@ impl PendingConfirm {
             }
             Ok(Ok(Confirmation::Nack(None))) => Err(PublishError::Nacked),
             // The publishing channel is always in confirm mode.
-            Ok(Ok(Confirmation::NotRequested)) => Err(PublishError::ConnectionLost("confirms not enabled".into())),
+            Ok(Ok(Confirmation::NotRequested)) => {
+                Err(PublishError::ConnectionLost("confirms not enabled".into()))
+            }
         }
     }
 }
@@ -109,7 +127,7 @@ impl Publisher {
                 message.properties.clone(),
             )
             .await
-            .map_err(|e| PublishError::ConnectionLost(e.to_string()))?;
+            .map_err(|e| PublishError::from_lapin(&e))?;
         Ok(PendingConfirm { confirm })
     }
 

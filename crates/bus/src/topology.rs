@@ -56,7 +56,10 @@ pub fn work_queue_arguments(settings: QueueSettings) -> FieldTable {
     let mut args = FieldTable::default();
     args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
     args.insert("x-delivery-limit".into(), AMQPValue::LongLongInt(i64::from(settings.delivery_limit)));
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(LongString::from(DEAD_LETTER_EXCHANGE)));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(LongString::from(DEAD_LETTER_EXCHANGE)),
+    );
     args.insert("x-dead-letter-strategy".into(), AMQPValue::LongString(LongString::from("at-least-once")));
     args.insert("x-overflow".into(), AMQPValue::LongString(LongString::from("reject-publish")));
     args
@@ -123,7 +126,13 @@ pub async fn declare_inbox(channel: &Channel, code: &str, settings: QueueSetting
 
 async fn bind(channel: &Channel, queue: &str, exchange: &str, key: &str) -> Result<(), BusError> {
     channel
-        .queue_bind(queue.into(), exchange.into(), key.into(), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .map_err(BusError::amqp(format!("binding {queue} to {exchange}")))
 }

@@ -3,10 +3,15 @@
 //! - `mirsal pki …`: the platform CA, agency certificates, revocation ([`pki`]).
 //! - `mirsal envelope …`: craft, seal, sign, verify, open and inspect envelopes on
 //!   files ([`envelope`]).
+//! - `mirsal agency …`: the directory of agencies the router serves ([`agency`]).
+//! - `mirsal audit verify`: check a stopped router's audit chain ([`audit`]).
 //!
 //! Exit codes: 0 success; 1 an envelope or draft was refused (the message names the
-//! reason code); 2 anything else went wrong (bad arguments, unreadable files).
+//! reason code) or the audit chain is broken (the message names the first bad event);
+//! 2 anything else went wrong (bad arguments, unreadable files).
 
+mod agency;
+mod audit;
 mod envelope;
 mod files;
 mod pki;
@@ -31,6 +36,12 @@ enum Command {
     /// Envelopes on files: new, seal, sign, verify, open, inspect.
     #[command(subcommand)]
     Envelope(envelope::EnvelopeCommand),
+    /// The directory of agencies: add, suspend, reactivate, remove, list.
+    #[command(subcommand)]
+    Agency(agency::AgencyCommand),
+    /// The router's audit log: verify.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,22 +49,29 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Pki(command) => pki::run(command),
         Command::Envelope(command) => envelope::run(command),
+        Command::Agency(command) => agency::run(command),
+        Command::Audit(command) => runtime().and_then(|rt| rt.block_on(audit::run(command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             let line = format!("{error:#}").replace('\n', " ");
-            match error.downcast_ref::<envelope::Refused>() {
-                Some(refused) => {
-                    let reason = refused.reason;
-                    eprintln!("mirsal: {line} [reason {} {}]", reason as i32, reason.as_str_name());
-                    ExitCode::from(1)
-                }
-                None => {
-                    eprintln!("mirsal: {line}");
-                    ExitCode::from(2)
-                }
+            if let Some(refused) = error.downcast_ref::<envelope::Refused>() {
+                let reason = refused.reason;
+                eprintln!("mirsal: {line} [reason {} {}]", reason as i32, reason.as_str_name());
+                ExitCode::from(1)
+            } else if error.downcast_ref::<audit::Broken>().is_some() {
+                eprintln!("mirsal: {line}");
+                ExitCode::from(1)
+            } else {
+                eprintln!("mirsal: {line}");
+                ExitCode::from(2)
             }
         }
     }
+}
+
+/// A runtime for the commands that need one (the router's store starts a flusher task).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }

@@ -86,8 +86,6 @@ pub struct VerifiedEnvelope {
     pub digest: [u8; 32],
     /// The signing agency (equal to the header's sender).
     pub signer: AgencyCode,
-    /// SHA-256 of the signer's certificate.
-    pub signer_certificate_sha256: [u8; 32],
 }
 
 impl VerifiedEnvelope {
@@ -135,6 +133,37 @@ impl Verifier {
             return Err(VerifyError::TooLarge { size: bytes.len(), limit });
         }
         let envelope = pb::Envelope::decode(bytes).map_err(VerifyError::Malformed)?;
+        let (signer, digest) = self.check_signature(&envelope, at)?;
+        let content = pb::SignedContent::decode(envelope.signed_content.clone())
+            .map_err(VerifyError::MalformedContent)?;
+        let sender = content.header.as_ref().map(|h| h.sender.as_str()).unwrap_or_default();
+        if sender != signer.as_str() {
+            return Err(VerifyError::SenderMismatch { header: sender.to_owned(), certificate: signer });
+        }
+        validate::validate(&content, &self.policy, at)?;
+        let pb::SignedContent { header: Some(header), body: Some(body) } = content else {
+            // `validate` refuses content without a header or a body.
+            return Err(ValidationError::MissingField("header or body").into());
+        };
+        Ok(VerifiedEnvelope { signer, envelope, header, body, digest })
+    }
+
+    /// Checks only the signature of `envelope` and its signer's certificate at `at`,
+    /// without decoding `signed_content`: for signed data that is not a
+    /// `SignedContent`, such as the router's audit chain heads. Returns the signer.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify), for the signature and certificate checks.
+    pub fn verify_detached(&self, envelope: &pb::Envelope, at: Time) -> Result<AgencyCode, VerifyError> {
+        self.check_signature(envelope, at).map(|(signer, _)| signer)
+    }
+
+    /// The signer and the SHA-256 of `signed_content`, once the signature checks out.
+    fn check_signature(
+        &self,
+        envelope: &pb::Envelope,
+        at: Time,
+    ) -> Result<(AgencyCode, [u8; 32]), VerifyError> {
         let signature = envelope.signature.as_ref().ok_or(VerifyError::MissingSignature)?;
         let algorithm = match SignatureAlgorithm::try_from(signature.algorithm) {
             Ok(SignatureAlgorithm::Unspecified) | Err(_) => {
@@ -146,37 +175,13 @@ impl Verifier {
         self.trust.check_current(&chain, at)?;
         let digest = crate::sha256(&envelope.signed_content);
         match verify_digest(&chain.public_key, algorithm, &digest, &signature.value) {
-            None => {
-                return Err(VerifyError::UnsupportedAlgorithm(format!(
-                    "{} with the certificate's key type",
-                    algorithm.as_str_name()
-                )));
-            }
-            Some(false) => return Err(VerifyError::BadSignature),
-            Some(true) => {}
+            Some(true) => Ok((chain.agency.clone(), digest)),
+            Some(false) => Err(VerifyError::BadSignature),
+            None => Err(VerifyError::UnsupportedAlgorithm(format!(
+                "{} with the certificate's key type",
+                algorithm.as_str_name()
+            ))),
         }
-        let content = pb::SignedContent::decode(envelope.signed_content.clone())
-            .map_err(VerifyError::MalformedContent)?;
-        let sender = content.header.as_ref().map(|h| h.sender.as_str()).unwrap_or_default();
-        if sender != chain.agency.as_str() {
-            return Err(VerifyError::SenderMismatch {
-                header: sender.to_owned(),
-                certificate: chain.agency.clone(),
-            });
-        }
-        validate::validate(&content, &self.policy, at)?;
-        let pb::SignedContent { header: Some(header), body: Some(body) } = content else {
-            // `validate` refuses content without a header or a body.
-            return Err(ValidationError::MissingField("header or body").into());
-        };
-        Ok(VerifiedEnvelope {
-            signer: chain.agency.clone(),
-            signer_certificate_sha256: chain.leaf_sha256,
-            envelope,
-            header,
-            body,
-            digest,
-        })
     }
 
     fn checked_chain(&self, chain: &[Bytes]) -> Result<Arc<CheckedChain>, VerifyError> {

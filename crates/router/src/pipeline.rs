@@ -1,0 +1,556 @@
+//! The ingress pipeline: one task per delivery, many in flight.
+//!
+//! For each delivery, in order: verify (signature, chain, revocation, content rules) on
+//! the bounded CPU pool; check that the AMQP user that published it is the signer;
+//! authorize it against the directory; dedupe it by envelope id; persist the archive
+//! record, the tracking rows and the audit event in one transaction and flush (group
+//! commit); publish it to every recipient's inbox with confirms and `mandatory`, and
+//! the signed `accepted` notice to the sender; only then acknowledge the delivery.
+//!
+//! Anything refused gets a signed `rejected` notice (when the publishing agency is
+//! known), an audit event, and a copy in the dead-letter queue with the reason in its
+//! headers, and is then acknowledged. A transient failure (storage, broker) is handed
+//! back to the queue after a backoff; the quorum queue's delivery limit bounds retries.
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures_util::future::join_all;
+use mirsal_bus::{Incoming, Outgoing, PublishError, headers, topology};
+use mirsal_envelope::{ReasonCode, Time, VerifiedEnvelope, VerifyError, pb, pb::signed_content::Body};
+use prost::Message as _;
+
+use crate::{
+    Router,
+    records::{EnvelopeRecord, Kind, Status},
+    store::{Batch, DueEntry, DueKind, NewEvent, StoreError},
+    tracking,
+};
+
+/// How long a publish may keep retrying across reconnects before the delivery is handed
+/// back to the queue instead.
+const PUBLISH_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Why a delivery was not completed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Bad input: refuse it for good.
+    Refused(Refusal),
+    /// Try again later.
+    Transient(String),
+}
+
+/// A refusal and what is known of the envelope.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) reason: ReasonCode,
+    pub(crate) text: String,
+}
+
+fn refused(reason: ReasonCode, text: impl Into<String>) -> Failure {
+    Failure::Refused(Refusal { reason, text: text.into() })
+}
+
+impl From<StoreError> for Failure {
+    fn from(error: StoreError) -> Self {
+        Self::Transient(error.to_string())
+    }
+}
+
+impl From<VerifyError> for Failure {
+    fn from(error: VerifyError) -> Self {
+        refused(error.reason(), error.to_string())
+    }
+}
+
+fn publish_failure(error: PublishError) -> Failure {
+    Failure::Transient(format!("publishing: {error}"))
+}
+
+/// Handles one delivery from the ingress queue, start to finish.
+pub(crate) async fn handle(router: Arc<Router>, mut incoming: Incoming) {
+    let body = incoming.take_body();
+    let user = incoming.user_id().map(str::to_owned);
+    let span = tracing::info_span!("envelope", trace_id = %peek(&body).map_or_else(String::new, |(id, _)| id), user = user.as_deref().unwrap_or(""));
+    let _entered = span.enter();
+    router.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let outcome = process(&router, body.clone(), user.as_deref()).await;
+    let settled = match outcome {
+        Ok(kind) => {
+            router.metrics.count_accepted(kind);
+            incoming.ack().await
+        }
+        Err(Failure::Refused(refusal)) => {
+            tracing::info!(reason = refusal.reason as i32, text = %refusal.text, "refused");
+            match refuse(&router, &body, user.as_deref(), &refusal).await {
+                Ok(()) => {
+                    router.metrics.count_rejected(refusal.reason);
+                    incoming.ack().await
+                }
+                Err(error) => back_off_and_requeue(&incoming, &error).await,
+            }
+        }
+        Err(Failure::Transient(error)) => back_off_and_requeue(&incoming, &error).await,
+    };
+    router.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    if let Err(error) = settled {
+        // The channel died: the broker delivers the message again, and dedupe makes the
+        // second pass finish whatever the first one did not.
+        tracing::debug!(%error, "could not settle the delivery; it will come again");
+    }
+}
+
+async fn back_off_and_requeue(incoming: &Incoming, error: &str) -> Result<(), mirsal_bus::BusError> {
+    let count = incoming.delivery_count();
+    let delay = mirsal_bus::Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+        .delay(u32::try_from(count).unwrap_or(u32::MAX));
+    tracing::warn!(%error, deliveries = count + 1, retry_in_ms = delay.as_millis() as u64, "transient failure; handing the delivery back");
+    tokio::time::sleep(delay).await;
+    incoming.requeue().await
+}
+
+async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Result<Kind, Failure> {
+    let now = Utc::now();
+    let verified = verify(router, body.clone(), now).await?;
+    check_origin(router, &verified, user)?;
+    let directory = router.directory();
+    let sender = directory.get(verified.signer.as_str()).ok_or_else(|| {
+        refused(ReasonCode::UnknownSender, format!("{} is not in the directory", verified.signer))
+    })?;
+    if sender.status != crate::directory::AgencyStatus::Active {
+        return Err(refused(ReasonCode::SenderSuspended, format!("{} is suspended", sender.code)));
+    }
+    match &verified.body {
+        Body::Letter(_) | Body::Sealed(_) => {
+            authorize_letter(&directory, &verified)?;
+            route_letter(router, &verified, body, now).await
+        }
+        Body::Receipt(receipt) => route_receipt(router, &verified, receipt, body, now).await,
+        Body::Request(_) => {
+            Err(refused(ReasonCode::InvalidRequest, "this router does not serve requests yet"))
+        }
+        Body::Notice(_) => Err(refused(ReasonCode::InvalidNotice, "only the platform sends notices")),
+    }
+}
+
+/// Verification on the bounded CPU pool.
+async fn verify(router: &Arc<Router>, body: Bytes, now: Time) -> Result<VerifiedEnvelope, Failure> {
+    let verifier = router.verifier();
+    let _permit = router.cpu.acquire().await.map_err(|e| Failure::Transient(e.to_string()))?;
+    let result = tokio::task::spawn_blocking(move || verifier.verify(body, now))
+        .await
+        .map_err(|e| Failure::Transient(format!("verification task: {e}")))?;
+    Ok(result?)
+}
+
+/// Header sender = certificate agency (checked by the verifier) = AMQP `user_id`.
+fn check_origin(router: &Router, verified: &VerifiedEnvelope, user: Option<&str>) -> Result<(), Failure> {
+    match user {
+        Some(user) if user == verified.signer.as_str() => Ok(()),
+        Some(user) => Err(refused(
+            ReasonCode::OriginMismatch,
+            format!("published by AMQP user {user} but signed by {}", verified.signer),
+        )),
+        None if router.config.policy.require_user_id => {
+            Err(refused(ReasonCode::OriginMismatch, "published without an AMQP user_id"))
+        }
+        None => Ok(()),
+    }
+}
+
+fn authorize_letter(
+    directory: &crate::directory::Directory,
+    verified: &VerifiedEnvelope,
+) -> Result<(), Failure> {
+    let classification = verified.header.classification();
+    let sender = directory.get(verified.signer.as_str());
+    if !sender.is_some_and(|s| s.max_classification.allows(classification)) {
+        return Err(refused(
+            ReasonCode::ClassificationNotAllowed,
+            format!("{} may not send {} letters", verified.signer, classification.as_str_name()),
+        ));
+    }
+    for recipient in &verified.header.recipients {
+        let entry = directory.get(&recipient.agency).ok_or_else(|| {
+            refused(ReasonCode::UnknownRecipient, format!("{} is not in the directory", recipient.agency))
+        })?;
+        if entry.status != crate::directory::AgencyStatus::Active {
+            return Err(refused(
+                ReasonCode::RecipientSuspended,
+                format!("{} is suspended", recipient.agency),
+            ));
+        }
+        if !entry.max_classification.allows(classification) {
+            return Err(refused(
+                ReasonCode::ClassificationNotAllowed,
+                format!("{} may not receive {} letters", recipient.agency, classification.as_str_name()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn millis(time: Option<&pbjson_types::Timestamp>) -> i64 {
+    time.and_then(mirsal_envelope::time::from_timestamp).map_or(0, |t| t.timestamp_millis())
+}
+
+async fn route_letter(
+    router: &Arc<Router>,
+    verified: &VerifiedEnvelope,
+    body: Bytes,
+    now: Time,
+) -> Result<Kind, Failure> {
+    let id = verified.id();
+    let kind = if matches!(verified.body, Body::Sealed(_)) { Kind::Sealed } else { Kind::Letter };
+    let _guard = router.lock(id).await;
+    let record = match router.store.envelope(id)? {
+        Some(existing) if existing.digest[..] == verified.digest => existing,
+        Some(_) => {
+            return Err(refused(
+                ReasonCode::ReplayConflict,
+                format!("envelope id {id} was already used for other content"),
+            ));
+        }
+        None => accept_letter(router, verified, kind, body.clone(), now).await?,
+    };
+
+    let pending: Vec<String> = router
+        .store
+        .tracking(id)?
+        .into_iter()
+        .filter(|row| row.status() == Status::Accepted)
+        .map(|row| row.recipient)
+        .collect();
+    let properties = delivery_properties(id, &record.sender, kind);
+    let publishes = pending.iter().map(|recipient| {
+        let message = Outgoing {
+            exchange: topology::DELIVER_EXCHANGE.to_owned(),
+            routing_key: recipient.clone(),
+            payload: body.clone(),
+            properties: properties.clone(),
+            mandatory: true,
+        };
+        let publisher = router.publisher.clone();
+        async move { publisher.publish_reliably(&message, PUBLISH_PATIENCE).await }
+    });
+    let results = join_all(publishes).await;
+    let now_ms = Utc::now().timestamp_millis();
+    let mut batch = Batch::default();
+    let mut failure = None;
+    for (recipient, result) in pending.iter().zip(results) {
+        match result {
+            Ok(()) => {
+                let mut row = router.store.tracking_row(id, recipient)?.ok_or_else(|| {
+                    Failure::Transient(format!("tracking row of {id} for {recipient} vanished"))
+                })?;
+                let _ = tracking::apply(&mut row, Status::Queued, now_ms, "", "");
+                batch.put_tracking(&row);
+                batch.event(event("queued", id, recipient, String::new(), now_ms));
+            }
+            Err(error) => failure = Some(publish_failure(error)),
+        }
+    }
+    if !batch.is_empty() {
+        router.store.commit(batch)?;
+    }
+    if let Some(failure) = failure {
+        router.store.flush().await?;
+        return Err(failure);
+    }
+
+    if !record.completed {
+        let accepted_at = Time::from_timestamp_millis(record.accepted_at_ms).unwrap_or(now);
+        let notice = router
+            .notary
+            .accepted(&record.sender, (id, verified.digest), accepted_at, record.audit_sequence, Utc::now())
+            .map_err(|e| Failure::Transient(e.to_string()))?;
+        publish_notice(router, &record.sender, &notice).await.map_err(publish_failure)?;
+        let mut batch = Batch::default();
+        batch.put_envelope(id, &EnvelopeRecord { completed: true, ..record });
+        router.store.commit(batch)?;
+    }
+    router.store.flush().await?;
+    Ok(kind)
+}
+
+/// Archives a new letter with its tracking rows, agenda and audit event, durably.
+async fn accept_letter(
+    router: &Router,
+    verified: &VerifiedEnvelope,
+    kind: Kind,
+    body: Bytes,
+    now: Time,
+) -> Result<EnvelopeRecord, Failure> {
+    let header = &verified.header;
+    let id = verified.id();
+    let now_ms = now.timestamp_millis();
+    let outgoing_number = match &verified.body {
+        Body::Letter(letter) => letter.outgoing_number.clone(),
+        _ => String::new(),
+    };
+    let record = EnvelopeRecord {
+        envelope: body,
+        digest: verified.digest.to_vec(),
+        sender: header.sender.clone(),
+        kind: kind as i32,
+        recipients: header.recipients.iter().map(|r| r.agency.clone()).collect(),
+        accepted_at_ms: now_ms,
+        audit_sequence: 0,
+        thread_id: header.thread_id.clone(),
+        about: String::new(),
+        created_at_ms: millis(header.created_at.as_ref()),
+        priority: header.priority,
+        classification: header.classification,
+        reply_due_ms: millis(header.reply_due.as_ref()),
+        completed: false,
+        outgoing_number,
+    };
+    let mut batch = Batch::default();
+    for recipient in &header.recipients {
+        batch.put_tracking(&tracking::new_row(id, &header.sender, &recipient.agency, now_ms));
+        for due in agenda(router, id, &record, &recipient.agency, recipient.role()) {
+            batch.schedule(&due);
+        }
+    }
+    if !header.thread_id.is_empty() {
+        batch.index_thread(&header.thread_id, id);
+    }
+    let recipients = record.recipients.join(",");
+    batch.put_envelope_with_event(id, record, event("accepted", id, &header.sender, recipients, now_ms));
+    router.store.commit(batch)?;
+    router.store.flush().await?;
+    router
+        .store
+        .envelope(id)?
+        .ok_or_else(|| Failure::Transient(format!("envelope {id} vanished after commit")))
+}
+
+/// What the overdue checker must look at for this letter and recipient.
+pub(crate) fn agenda(
+    router: &Router,
+    letter_id: &str,
+    record: &EnvelopeRecord,
+    recipient: &str,
+    role: pb::RecipientRole,
+) -> Vec<DueEntry> {
+    let sla = &router.config.overdue.delivery_sla;
+    let delivery_sla = match pb::Priority::try_from(record.priority).unwrap_or(pb::Priority::Normal) {
+        pb::Priority::Immediate => sla.immediate,
+        pb::Priority::Urgent => sla.urgent,
+        pb::Priority::Normal | pb::Priority::Unspecified => sla.normal,
+    };
+    let entry = |due_ms, kind| DueEntry {
+        due_ms,
+        letter_id: letter_id.to_owned(),
+        recipient: recipient.to_owned(),
+        kind,
+    };
+    let delivery_due =
+        record.accepted_at_ms.saturating_add(i64::try_from(delivery_sla.as_millis()).unwrap_or(i64::MAX));
+    let mut due = vec![entry(delivery_due, DueKind::Delivery)];
+    if record.reply_due_ms > 0 && role == pb::RecipientRole::Action {
+        due.push(entry(record.reply_due_ms, DueKind::Reply));
+    }
+    due
+}
+
+async fn route_receipt(
+    router: &Arc<Router>,
+    verified: &VerifiedEnvelope,
+    receipt: &pb::Receipt,
+    body: Bytes,
+    now: Time,
+) -> Result<Kind, Failure> {
+    let id = verified.id();
+    let letter_id = receipt.letter_id.as_str();
+    let _guard = router.lock(letter_id).await;
+    let sender = verified.signer.as_str();
+    let record = match router.store.envelope(id)? {
+        Some(existing) if existing.digest[..] == verified.digest => existing,
+        Some(_) => {
+            return Err(refused(
+                ReasonCode::ReplayConflict,
+                format!("envelope id {id} was already used for other content"),
+            ));
+        }
+        None => {
+            let letter =
+                router.store.envelope(letter_id)?.filter(|letter| letter.kind().is_letter()).ok_or_else(
+                    || refused(ReasonCode::UnknownEnvelope, format!("no letter {letter_id} on the platform")),
+                )?;
+            if letter.digest[..] != receipt.letter_digest[..] {
+                return Err(refused(
+                    ReasonCode::ReceiptDigestMismatch,
+                    format!("the receipt's digest is not that of letter {letter_id}"),
+                ));
+            }
+            if !letter.recipients.iter().any(|r| r == sender) {
+                return Err(refused(
+                    ReasonCode::NotARecipient,
+                    format!("letter {letter_id} was not addressed to {sender}"),
+                ));
+            }
+            let addressee = verified.header.recipients.first().map(|r| r.agency.as_str()).unwrap_or_default();
+            if addressee != letter.sender {
+                return Err(refused(
+                    ReasonCode::InvalidReceipt,
+                    format!(
+                        "a receipt for {letter_id} goes to its sender {}, not {addressee}",
+                        letter.sender
+                    ),
+                ));
+            }
+            let status = receipt
+                .status
+                .as_ref()
+                .ok_or_else(|| refused(ReasonCode::InvalidReceipt, "the receipt has no status"))?;
+            let (status, detail) = tracking::receipt_status(status);
+            let mut row = router.store.tracking_row(letter_id, sender)?.ok_or_else(|| {
+                Failure::Transient(format!("tracking row of {letter_id} for {sender} is missing"))
+            })?;
+            let now_ms = now.timestamp_millis();
+            tracking::apply(&mut row, status, now_ms, id, &detail).map_err(|e| {
+                refused(ReasonCode::InvalidTransition, format!("letter {letter_id} at {sender}: {e}"))
+            })?;
+            let mut batch = Batch::default();
+            for due in agenda(router, letter_id, &letter, sender, pb::RecipientRole::Action) {
+                // Any receipt shows the letter was delivered; only these end the wait
+                // for an answer.
+                let satisfied = match due.kind {
+                    DueKind::Delivery => true,
+                    DueKind::Reply => matches!(status, Status::Answered | Status::Closed | Status::Refused),
+                };
+                if satisfied {
+                    batch.unschedule(&due);
+                }
+            }
+            batch.put_tracking(&row);
+            let receipt_record = EnvelopeRecord {
+                envelope: body.clone(),
+                digest: verified.digest.to_vec(),
+                sender: sender.to_owned(),
+                kind: Kind::Receipt as i32,
+                recipients: vec![letter.sender.clone()],
+                accepted_at_ms: now_ms,
+                thread_id: verified.header.thread_id.clone(),
+                about: letter_id.to_owned(),
+                created_at_ms: millis(verified.header.created_at.as_ref()),
+                ..EnvelopeRecord::default()
+            };
+            let detail = format!("{letter_id} {} {detail}", status.as_str());
+            batch.put_envelope_with_event(
+                id,
+                receipt_record,
+                event("receipt", id, sender, detail.trim().to_owned(), now_ms),
+            );
+            router.store.commit(batch)?;
+            router.store.flush().await?;
+            router
+                .store
+                .envelope(id)?
+                .ok_or_else(|| Failure::Transient(format!("receipt {id} vanished after commit")))?
+        }
+    };
+    if !record.completed {
+        let to = record.recipients.first().cloned().unwrap_or_default();
+        let message = Outgoing {
+            exchange: topology::DELIVER_EXCHANGE.to_owned(),
+            routing_key: to,
+            payload: body,
+            properties: delivery_properties(id, sender, Kind::Receipt),
+            mandatory: true,
+        };
+        router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await.map_err(publish_failure)?;
+        let mut batch = Batch::default();
+        batch.put_envelope(id, &EnvelopeRecord { completed: true, ..record });
+        // Not flushed before the ack: if it is lost, a redelivery forwards the receipt
+        // once more, which the letter's sender dedupes by envelope id.
+        router.store.commit(batch)?;
+    }
+    Ok(Kind::Receipt)
+}
+
+fn event(kind: &'static str, envelope_id: &str, agency: &str, detail: String, at_ms: i64) -> NewEvent {
+    NewEvent { kind, envelope_id: envelope_id.to_owned(), agency: agency.to_owned(), detail, at_ms }
+}
+
+fn delivery_properties(id: &str, origin: &str, kind: Kind) -> mirsal_bus::lapin::BasicProperties {
+    let properties = headers::envelope_properties(id);
+    let properties = headers::with_header(properties, headers::ORIGIN, origin);
+    let properties = headers::with_header(properties, headers::KIND, kind.as_str());
+    headers::with_header(properties, headers::TRACE_ID, id)
+}
+
+pub(crate) async fn publish_notice(
+    router: &Router,
+    to: &str,
+    notice: &crate::notices::SignedNotice,
+) -> Result<(), PublishError> {
+    let message = Outgoing {
+        exchange: topology::DELIVER_EXCHANGE.to_owned(),
+        routing_key: to.to_owned(),
+        payload: notice.bytes.clone(),
+        properties: delivery_properties(&notice.id, mirsal_envelope::PLATFORM_CODE, Kind::Notice),
+        mandatory: true,
+    };
+    router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await
+}
+
+/// The envelope id and content digest of bytes that may not verify, for notices and
+/// logs only: never trusted for anything else.
+pub(crate) fn peek(body: &[u8]) -> Option<(String, [u8; 32])> {
+    let envelope = pb::Envelope::decode(body).ok()?;
+    let content = pb::SignedContent::decode(envelope.signed_content.clone()).ok()?;
+    let id = content.header?.envelope_id;
+    mirsal_envelope::validate::check_envelope_id("id", &id).ok()?;
+    Some((id, mirsal_envelope::sha256(&envelope.signed_content)))
+}
+
+/// The refusal path: notice to the publishing agency, audit event, dead-letter copy.
+async fn refuse(router: &Router, body: &Bytes, user: Option<&str>, refusal: &Refusal) -> Result<(), String> {
+    let now = Utc::now();
+    let about = peek(body);
+    let about_ref = about.as_ref().map(|(id, digest)| (id.as_str(), *digest));
+    let directory = router.directory();
+    let notify = user
+        .filter(|u| directory.get(u).is_some_and(|a| a.status != crate::directory::AgencyStatus::Removed));
+    if let Some(agency) = notify {
+        let notice = router
+            .notary
+            .rejected(agency, about_ref, refusal.reason, &refusal.text, now)
+            .map_err(|e| e.to_string())?;
+        match publish_notice(router, agency, &notice).await {
+            Ok(()) => {}
+            // An agency without an inbox cannot be told; the dead letter still records it.
+            Err(PublishError::Returned { .. }) => {
+                tracing::warn!(%agency, "no inbox to send the rejected notice to")
+            }
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    let id = about.as_ref().map(|(id, _)| id.clone()).unwrap_or_default();
+    let detail = format!("{} {}: {}", refusal.reason as i32, refusal.reason.as_str_name(), refusal.text);
+    let mut batch = Batch::default();
+    batch.event(event("rejected", &id, user.unwrap_or(""), detail, now.timestamp_millis()));
+    router.store.commit(batch).map_err(|e| e.to_string())?;
+    router.store.flush().await.map_err(|e| e.to_string())?;
+
+    let mut properties = headers::envelope_properties(&id);
+    for (name, value) in [
+        (headers::REASON_CODE, (refusal.reason as i32).to_string()),
+        (headers::REASON, format!("{}: {}", refusal.reason.as_str_name(), refusal.text)),
+        (headers::ORIGIN, user.unwrap_or("").to_owned()),
+        ("mirsal-queue", topology::INGRESS_QUEUE.to_owned()),
+    ] {
+        properties = headers::with_header(properties, name, &value);
+    }
+    let dead_letter = Outgoing {
+        exchange: topology::DEAD_LETTER_EXCHANGE.to_owned(),
+        routing_key: topology::INGRESS_QUEUE.to_owned(),
+        payload: body.clone(),
+        properties,
+        mandatory: true,
+    };
+    router.publisher.publish_reliably(&dead_letter, PUBLISH_PATIENCE).await.map_err(|e| e.to_string())
+}

@@ -1,0 +1,472 @@
+//! The router's state in sled, behind one small API.
+//!
+//! Trees: `envelopes` (archive, by envelope id), `tracking` (letter id, 0, recipient),
+//! `audit` (sequence, big-endian), `audit_heads` (signed chain heads), `meta`,
+//! `by_thread` (thread id, 0, envelope id) and `due` (due time, big-endian, then letter
+//! id, recipient and kind: the overdue checker's agenda).
+//!
+//! Every change goes through [`Store::commit`], which applies a [`Batch`] in one sled
+//! transaction and appends its audit events to the hash chain in the same transaction,
+//! so the archive, the tracking rows and the audit log never disagree. Nothing is
+//! durable until [`Store::flush`] returns; the pipeline flushes before it acknowledges
+//! anything, and concurrent flushes are grouped into one (group commit).
+
+use std::{path::Path, sync::Mutex};
+
+use prost::Message as _;
+use sled::{
+    Transactional as _, Tree,
+    transaction::{ConflictableTransactionError, TransactionError},
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::records::{AuditEvent, ChainHead, EnvelopeRecord, TrackingRecord};
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("stored record {what} does not decode: {source}")]
+    Corrupt { what: String, source: prost::DecodeError },
+    #[error("the storage flusher stopped")]
+    FlusherGone,
+    #[error("flushing to disk failed: {0}")]
+    Flush(String),
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const ZERO_HASH: [u8; 32] = [0; 32];
+const META_NEXT_SEQUENCE: &[u8] = b"audit.next_sequence";
+const META_LAST_HASH: &[u8] = b"audit.last_hash";
+
+/// Which tree a write goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeName {
+    Envelopes,
+    Tracking,
+    ByThread,
+    Due,
+}
+
+/// An audit event to append; sequence and hashes are filled in by [`Store::commit`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub envelope_id: String,
+    pub agency: String,
+    pub detail: String,
+    pub at_ms: i64,
+}
+
+/// Writes applied together, atomically.
+#[derive(Debug, Default)]
+pub struct Batch {
+    puts: Vec<(TreeName, Vec<u8>, Vec<u8>)>,
+    removes: Vec<(TreeName, Vec<u8>)>,
+    events: Vec<NewEvent>,
+    /// Envelope records whose `audit_sequence` is the sequence given to event `.2`.
+    sequenced: Vec<(String, EnvelopeRecord, usize)>,
+}
+
+impl Batch {
+    pub fn put_envelope(&mut self, id: &str, record: &EnvelopeRecord) {
+        self.puts.push((TreeName::Envelopes, id.as_bytes().to_vec(), record.encode_to_vec()));
+    }
+
+    /// Adds audit event `event` and stores `record` with that event's sequence number
+    /// as its `audit_sequence` (the proof of submission).
+    pub fn put_envelope_with_event(&mut self, id: &str, record: EnvelopeRecord, event: NewEvent) {
+        self.sequenced.push((id.to_owned(), record, self.events.len()));
+        self.events.push(event);
+    }
+
+    pub fn put_tracking(&mut self, row: &TrackingRecord) {
+        self.puts.push((
+            TreeName::Tracking,
+            tracking_key(&row.letter_id, &row.recipient),
+            row.encode_to_vec(),
+        ));
+    }
+
+    pub fn index_thread(&mut self, thread_id: &str, envelope_id: &str) {
+        self.puts.push((TreeName::ByThread, pair_key(thread_id, envelope_id), Vec::new()));
+    }
+
+    pub fn schedule(&mut self, due: &DueEntry) {
+        self.puts.push((TreeName::Due, due.key(), Vec::new()));
+    }
+
+    pub fn unschedule(&mut self, due: &DueEntry) {
+        self.removes.push((TreeName::Due, due.key()));
+    }
+
+    pub fn event(&mut self, event: NewEvent) {
+        self.events.push(event);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.puts.is_empty() && self.removes.is_empty() && self.events.is_empty() && self.sequenced.is_empty()
+    }
+}
+
+/// What the overdue checker must look at, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    pub due_ms: i64,
+    pub letter_id: String,
+    pub recipient: String,
+    pub kind: DueKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DueKind {
+    Delivery,
+    Reply,
+}
+
+impl DueEntry {
+    fn key(&self) -> Vec<u8> {
+        let mut key = (self.due_ms.max(0) as u64).to_be_bytes().to_vec();
+        key.extend_from_slice(self.letter_id.as_bytes());
+        key.push(0);
+        key.extend_from_slice(self.recipient.as_bytes());
+        key.push(0);
+        key.push(match self.kind {
+            DueKind::Delivery => b'd',
+            DueKind::Reply => b'r',
+        });
+        key
+    }
+
+    fn from_key(key: &[u8]) -> Option<Self> {
+        let (time, rest) = key.split_at_checked(8)?;
+        let due_ms = i64::try_from(u64::from_be_bytes(time.try_into().ok()?)).ok()?;
+        let mut parts = rest.split(|b| *b == 0);
+        let letter_id = String::from_utf8(parts.next()?.to_vec()).ok()?;
+        let recipient = String::from_utf8(parts.next()?.to_vec()).ok()?;
+        let kind = match parts.next()? {
+            b"d" => DueKind::Delivery,
+            b"r" => DueKind::Reply,
+            _ => return None,
+        };
+        Some(Self { due_ms, letter_id, recipient, kind })
+    }
+}
+
+fn tracking_key(letter_id: &str, recipient: &str) -> Vec<u8> {
+    pair_key(letter_id, recipient)
+}
+
+fn pair_key(a: &str, b: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(a.len() + b.len() + 1);
+    key.extend_from_slice(a.as_bytes());
+    key.push(0);
+    key.extend_from_slice(b.as_bytes());
+    key
+}
+
+/// Where the hash chain ends, kept in memory and in `meta`.
+#[derive(Debug)]
+struct ChainState {
+    next_sequence: u64,
+    last_hash: Vec<u8>,
+}
+
+/// The router's storage.
+#[derive(Debug)]
+pub struct Store {
+    db: sled::Db,
+    envelopes: Tree,
+    tracking: Tree,
+    audit: Tree,
+    heads: Tree,
+    meta: Tree,
+    by_thread: Tree,
+    due: Tree,
+    chain: Mutex<ChainState>,
+    flush_requests: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` and starts its group-commit flusher. Must
+    /// be called inside a tokio runtime.
+    ///
+    /// # Errors
+    /// sled cannot open the directory (e.g. another router holds it).
+    pub fn open(dir: &Path) -> Result<Self> {
+        let db = sled::Config::new().path(dir).open()?;
+        let store = Self::with_db(db)?;
+        Ok(store)
+    }
+
+    fn with_db(db: sled::Db) -> Result<Self> {
+        let meta = db.open_tree("meta")?;
+        let next_sequence = meta
+            .get(META_NEXT_SEQUENCE)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(1, u64::from_be_bytes);
+        let last_hash = meta.get(META_LAST_HASH)?.map_or_else(|| ZERO_HASH.to_vec(), |v| v.to_vec());
+        let (flush_requests, receiver) = mpsc::unbounded_channel();
+        let flusher = tokio::spawn(group_commit(db.clone(), receiver));
+        Ok(Self {
+            envelopes: db.open_tree("envelopes")?,
+            tracking: db.open_tree("tracking")?,
+            audit: db.open_tree("audit")?,
+            heads: db.open_tree("audit_heads")?,
+            by_thread: db.open_tree("by_thread")?,
+            due: db.open_tree("due")?,
+            meta,
+            chain: Mutex::new(ChainState { next_sequence, last_hash }),
+            flush_requests,
+            flusher,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable. Flushes requested while one is running
+    /// are served together by the next one.
+    ///
+    /// # Errors
+    /// sled failed to write.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.flush_requests.send(done).map_err(|_| StoreError::FlusherGone)?;
+        wait.await.map_err(|_| StoreError::FlusherGone)?.map_err(StoreError::Flush)
+    }
+
+    /// Applies `batch` atomically and appends its events to the audit chain. Returns
+    /// the sequence numbers given to the events, in order.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn commit(&self, batch: Batch) -> Result<Vec<u64>> {
+        let mut chain = self.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut sequence = chain.next_sequence;
+        let mut previous = chain.last_hash.clone();
+        let mut events = Vec::with_capacity(batch.events.len());
+        for new in &batch.events {
+            let event = seal_event(new, sequence, &previous);
+            previous.clone_from(&event.hash);
+            events.push(event);
+            sequence += 1;
+        }
+        let mut puts = batch.puts;
+        for (id, mut record, index) in batch.sequenced {
+            record.audit_sequence = events.get(index).map_or(0, |e| e.sequence);
+            puts.push((TreeName::Envelopes, id.into_bytes(), record.encode_to_vec()));
+        }
+        let trees = (&self.envelopes, &self.tracking, &self.by_thread, &self.due, &self.audit, &self.meta);
+        let result: Result<(), TransactionError<()>> =
+            trees.transaction(|(envelopes, tracking, by_thread, due, audit, meta)| {
+                let tree = |name: TreeName| match name {
+                    TreeName::Envelopes => envelopes,
+                    TreeName::Tracking => tracking,
+                    TreeName::ByThread => by_thread,
+                    TreeName::Due => due,
+                };
+                for (name, key, value) in &puts {
+                    tree(*name).insert(key.as_slice(), value.as_slice())?;
+                }
+                for (name, key) in &batch.removes {
+                    tree(*name).remove(key.as_slice())?;
+                }
+                if let Some(last) = events.last() {
+                    for event in &events {
+                        audit.insert(&event.sequence.to_be_bytes(), event.encode_to_vec())?;
+                    }
+                    meta.insert(META_NEXT_SEQUENCE, &(last.sequence + 1).to_be_bytes())?;
+                    meta.insert(META_LAST_HASH, last.hash.as_slice())?;
+                }
+                Ok::<(), ConflictableTransactionError<()>>(())
+            });
+        match result {
+            Ok(()) => {}
+            Err(TransactionError::Storage(error)) => return Err(error.into()),
+            // The closure above never aborts.
+            Err(TransactionError::Abort(())) => return Err(StoreError::Flush("transaction aborted".into())),
+        }
+        let sequences = events.iter().map(|e| e.sequence).collect();
+        chain.next_sequence = sequence;
+        chain.last_hash = previous;
+        Ok(sequences)
+    }
+
+    /// The archived envelope `id`.
+    ///
+    /// # Errors
+    /// sled failures, a record that does not decode.
+    pub fn envelope(&self, id: &str) -> Result<Option<EnvelopeRecord>> {
+        self.envelopes.get(id.as_bytes())?.map(|v| decode(&v, "envelope", id)).transpose()
+    }
+
+    /// The tracking row of (`letter_id`, `recipient`).
+    ///
+    /// # Errors
+    /// sled failures, a record that does not decode.
+    pub fn tracking_row(&self, letter_id: &str, recipient: &str) -> Result<Option<TrackingRecord>> {
+        self.tracking
+            .get(tracking_key(letter_id, recipient))?
+            .map(|v| decode(&v, "tracking", letter_id))
+            .transpose()
+    }
+
+    /// Every tracking row of `letter_id`, one per recipient.
+    ///
+    /// # Errors
+    /// sled failures, a record that does not decode.
+    pub fn tracking(&self, letter_id: &str) -> Result<Vec<TrackingRecord>> {
+        let mut prefix = letter_id.as_bytes().to_vec();
+        prefix.push(0);
+        self.tracking.scan_prefix(prefix).map(|item| decode(&item?.1, "tracking", letter_id)).collect()
+    }
+
+    /// Envelope ids in thread `thread_id`, oldest first (ids are UUIDv7).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn thread(&self, thread_id: &str) -> Result<Vec<String>> {
+        let mut prefix = thread_id.as_bytes().to_vec();
+        prefix.push(0);
+        self.by_thread
+            .scan_prefix(&prefix)
+            .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// Agenda entries due at or before `now_ms`, at most `limit`.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn due_before(&self, now_ms: i64, limit: usize) -> Result<Vec<DueEntry>> {
+        let end = (now_ms.max(0) as u64).saturating_add(1).to_be_bytes();
+        self.due
+            .range(..end.as_slice())
+            .take(limit)
+            .filter_map(|item| item.map(|(key, _)| DueEntry::from_key(&key)).transpose())
+            .collect::<Result<Vec<_>, sled::Error>>()
+            .map_err(Into::into)
+    }
+
+    /// The next sequence number of the audit chain and the hash of its last event.
+    pub fn chain_head(&self) -> (u64, Vec<u8>) {
+        let chain = self.chain.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (chain.next_sequence - 1, chain.last_hash.clone())
+    }
+
+    /// Every audit event, in sequence order.
+    pub fn audit_events(&self) -> impl Iterator<Item = Result<(Vec<u8>, AuditEvent)>> + '_ {
+        self.audit.iter().map(|item| {
+            let (key, value) = item?;
+            Ok((key.to_vec(), decode(&value, "audit event", &hex::encode(&key))?))
+        })
+    }
+
+    /// Stores a signed chain head (an encoded, platform-signed envelope whose content
+    /// is an encoded [`ChainHead`]).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn put_head(&self, sequence: u64, signed: &[u8]) -> Result<()> {
+        self.heads.insert(sequence.to_be_bytes(), signed)?;
+        Ok(())
+    }
+
+    /// Every signed chain head, by sequence.
+    pub fn heads(&self) -> impl Iterator<Item = Result<(u64, Vec<u8>)>> + '_ {
+        self.heads.iter().map(|item| {
+            let (key, value) = item?;
+            let sequence = <[u8; 8]>::try_from(key.as_ref()).map_or(0, u64::from_be_bytes);
+            Ok((sequence, value.to_vec()))
+        })
+    }
+
+    /// The sequence of the last signed head, 0 when none.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn last_signed_sequence(&self) -> Result<u64> {
+        Ok(self
+            .heads
+            .last()?
+            .and_then(|(k, _)| <[u8; 8]>::try_from(k.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Raw access to the audit tree, for `mirsal audit verify`'s tests that tamper with
+    /// it on purpose.
+    pub fn audit_tree(&self) -> &Tree {
+        &self.audit
+    }
+
+    /// Flushes, stops the flusher and releases the database (its file lock), so another
+    /// process (`mirsal audit verify`, a restarted router) can open it.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub async fn close(self) -> Result<()> {
+        let Self { db, flush_requests, flusher, .. } = self;
+        drop(flush_requests);
+        let _ = flusher.await;
+        db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Flushes synchronously (shutdown, tools).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn flush_now(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// `event` with its sequence, previous hash and own hash filled in.
+pub fn seal_event(new: &NewEvent, sequence: u64, previous_hash: &[u8]) -> AuditEvent {
+    let mut event = AuditEvent {
+        sequence,
+        at_ms: new.at_ms,
+        kind: new.kind.to_owned(),
+        envelope_id: new.envelope_id.clone(),
+        agency: new.agency.clone(),
+        detail: new.detail.clone(),
+        previous_hash: previous_hash.to_vec(),
+        hash: Vec::new(),
+    };
+    event.hash = event_hash(&event).to_vec();
+    event
+}
+
+/// SHA-256 of `event` encoded with an empty `hash`.
+pub fn event_hash(event: &AuditEvent) -> [u8; 32] {
+    let unhashed = AuditEvent { hash: Vec::new(), ..event.clone() };
+    mirsal_envelope::sha256(&unhashed.encode_to_vec())
+}
+
+/// The bytes the platform signs for a chain head.
+pub fn head_bytes(head: &ChainHead) -> Vec<u8> {
+    head.encode_to_vec()
+}
+
+fn decode<T: prost::Message + Default>(bytes: &[u8], what: &str, key: &str) -> Result<T> {
+    T::decode(bytes).map_err(|source| StoreError::Corrupt { what: format!("{what} {key}"), source })
+}
+
+async fn group_commit(
+    db: sled::Db,
+    mut requests: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
+) {
+    while let Some(first) = requests.recv().await {
+        let mut waiting = vec![first];
+        while let Ok(next) = requests.try_recv() {
+            waiting.push(next);
+        }
+        let result = db.flush_async().await.map(|_| ()).map_err(|e| e.to_string());
+        for waiter in waiting {
+            let _ = waiter.send(result.clone());
+        }
+    }
+}
