@@ -310,12 +310,14 @@ impl Platform {
         self.write_crl();
     }
 
-    /// A verifier that trusts this platform's CA (as agencies' adapters would).
+    /// A verifier that trusts this platform's CA, as agencies' adapters would: letters
+    /// may have waited in an inbox, so it accepts old ones.
     pub fn verifier(&self) -> Arc<Verifier> {
         let ca = self.authority.certificate().to_pem().unwrap();
         let crl =
             self.authority.crl(&[], 1, Utc::now() - TimeDelta::minutes(5), 30).unwrap().to_pem().unwrap();
-        Arc::new(Verifier::new(TrustStore::from_pem(&ca, &[&crl]).unwrap(), Policy::default()))
+        let policy = Policy { max_age: Duration::from_secs(30 * 24 * 3600), ..Policy::default() };
+        Arc::new(Verifier::new(TrustStore::from_pem(&ca, &[&crl]).unwrap(), policy))
     }
 
     /// The router's configuration file's text, with short intervals for tests.
@@ -467,17 +469,28 @@ fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// Where cargo put the workspace binary `name` (next to the test executable's `deps`).
+/// Where cargo put the workspace binary `name`: beside the running executable (a binary
+/// such as `target/release/mirsal-bench`), else one folder up (a test executable in
+/// `target/debug/deps`). `None` when it is in neither.
+pub fn find_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let own = exe.parent()?;
+    [Some(own), own.parent()].into_iter().flatten().map(|dir| dir.join(name)).find(|path| path.is_file())
+}
+
+/// Where cargo put the workspace binary `name` (see [`find_binary`]).
+///
+/// # Panics
+/// When it has not been built.
 pub fn binary_path(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    let binary = dir.join(name);
-    assert!(
-        binary.is_file(),
-        "{} is not built; run `cargo build --workspace --bins` first (scripts/test does)",
-        binary.display()
-    );
-    binary
+    find_binary(name).unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap();
+        panic!(
+            "{name} is not built beside {} or in its parent folder; run `cargo build --workspace --bins` \
+             first (scripts/test does)",
+            exe.display()
+        )
+    })
 }
 
 /// Collects what arrives in an agency's inbox in the background: every envelope id

@@ -91,3 +91,23 @@ async fn a_letter_reaches_both_recipients_once_and_its_receipts_come_back() {
     drop(store);
     platform.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_letter_that_waited_out_an_outage_is_still_accepted() {
+    let mut platform = Platform::new(&["A", "B"]).await;
+    platform.start_router().await;
+    let mut b_inbox = platform.agency("B").inbox(platform.verifier());
+    // Signed ten minutes ago, longer than the clock skew: it sat in the ingress queue
+    // while the router was down. Replays are caught by envelope id, not by age.
+    let mut content = platform
+        .letter("A", &["B"], "written before the outage")
+        .build(&mirsal_envelope::Policy::default(), chrono::Utc::now())
+        .unwrap();
+    content.header.as_mut().unwrap().created_at =
+        Some(mirsal_envelope::time::to_timestamp(chrono::Utc::now() - chrono::Duration::minutes(10)));
+    let (id, bytes) = platform.sign_content("A", &content);
+    platform.agency("A").submit(bytes.clone()).await;
+    let letter = b_inbox.next().await;
+    assert_eq!((letter.message_id.as_deref(), letter.bytes), (Some(id.as_str()), bytes));
+    platform.cleanup().await;
+}

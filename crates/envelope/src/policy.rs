@@ -36,16 +36,25 @@ impl Default for Limits {
     }
 }
 
-/// Validation policy: limits and the allowed clock skew.
+/// Validation policy: limits and the accepted window for `created_at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     pub limits: Limits,
-    /// How far an envelope's `created_at` may be from the verifier's clock, either way.
+    /// How far an envelope's `created_at` may be ahead of the verifier's clock (and
+    /// behind it, when `max_age` is shorter).
     pub max_clock_skew: Duration,
+    /// How far `created_at` may be behind the verifier's clock. The router accepts old
+    /// envelopes (they may have waited in the ingress queue through an outage; replays
+    /// are caught by envelope id), so it sets this much longer than the skew.
+    pub max_age: Duration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { limits: Limits::default(), max_clock_skew: Duration::from_secs(300) }
+        Self {
+            limits: Limits::default(),
+            max_clock_skew: Duration::from_secs(300),
+            max_age: Duration::from_secs(300),
+        }
     }
 }

@@ -42,8 +42,10 @@ pub enum ValidationError {
     InvalidAttachment { name: String, problem: String },
     #[error("{what}: {actual} is over the limit of {limit}")]
     LimitExceeded { what: &'static str, limit: usize, actual: usize },
-    #[error("created_at {created_at} is more than {max_skew_secs} s from now ({now})")]
-    ClockSkew { created_at: Time, now: Time, max_skew_secs: u64 },
+    #[error(
+        "created_at {created_at} is outside the accepted window around now ({now}): at most {ahead_secs} s ahead and {behind_secs} s behind"
+    )]
+    ClockSkew { created_at: Time, now: Time, ahead_secs: u64, behind_secs: u64 },
     #[error("{0}")]
     InvalidTimes(String),
     #[error("expired at {0}")]
@@ -184,12 +186,18 @@ fn check_times(header: &pb::Header, policy: &Policy, now: Time) -> Result {
     let created_at = header.created_at.as_ref().ok_or(ValidationError::MissingField("header.created_at"))?;
     let created_at =
         from_timestamp(created_at).ok_or_else(|| invalid("header.created_at", "out of range"))?;
-    let skew = created_at.signed_duration_since(now).abs();
-    if skew.to_std().map_or(true, |skew| skew > policy.max_clock_skew) {
+    let behind_limit = policy.max_age.max(policy.max_clock_skew);
+    let offset = created_at.signed_duration_since(now);
+    let within = match offset.to_std() {
+        Ok(ahead) => ahead <= policy.max_clock_skew,
+        Err(_) => (-offset).to_std().is_ok_and(|behind| behind <= behind_limit),
+    };
+    if !within {
         return Err(ValidationError::ClockSkew {
             created_at,
             now,
-            max_skew_secs: policy.max_clock_skew.as_secs(),
+            ahead_secs: policy.max_clock_skew.as_secs(),
+            behind_secs: behind_limit.as_secs(),
         });
     }
     if let Some(expires_at) = &header.expires_at {

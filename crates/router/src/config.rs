@@ -26,7 +26,8 @@
 //!
 //! [policy]
 //! max_envelope_bytes = 16777216
-//! max_clock_skew = "5m"
+//! max_clock_skew = "5m"         # how far created_at may be ahead of the router's clock
+//! max_age = "7d"                # how far behind: letters may wait out an outage in the queue
 //! require_user_id = true         # the AMQP user_id must be the sender
 //!
 //! [overdue]
@@ -152,6 +153,8 @@ pub struct PolicyConfig {
     pub max_envelope_bytes: usize,
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
     pub require_user_id: bool,
 }
 
@@ -160,6 +163,7 @@ impl Default for PolicyConfig {
         Self {
             max_envelope_bytes: 16 * 1024 * 1024,
             max_clock_skew: Duration::from_secs(300),
+            max_age: Duration::from_secs(7 * 24 * 3600),
             require_user_id: true,
         }
     }

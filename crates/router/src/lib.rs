@@ -121,6 +121,7 @@ fn policy(config: &RouterConfig) -> Policy {
     Policy {
         limits: Limits { max_envelope_bytes: config.policy.max_envelope_bytes, ..Limits::default() },
         max_clock_skew: config.policy.max_clock_skew,
+        max_age: config.policy.max_age,
     }
 }
 

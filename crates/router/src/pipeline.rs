@@ -111,6 +111,9 @@ async fn back_off_and_requeue(incoming: &Incoming, error: &str) -> Result<(), mi
 }
 
 async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Result<Kind, Failure> {
+    if let Some(kind) = resume(router, &body, user).await? {
+        return Ok(kind);
+    }
     let now = Utc::now();
     let verified = verify(router, body.clone(), now).await?;
     check_origin(router, &verified, user)?;
@@ -131,6 +134,37 @@ async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Resul
             Err(refused(ReasonCode::InvalidRequest, "this router does not serve requests yet"))
         }
         Body::Notice(_) => Err(refused(ReasonCode::InvalidNotice, "only the platform sends notices")),
+    }
+}
+
+/// A redelivery (or resubmission) of an envelope already accepted, byte for byte the
+/// same content, from its own sender: it was verified when it was accepted, so only the
+/// work still missing is done, on the archived bytes. Verifying it again could refuse
+/// what was already accepted (a certificate revoked or a clock moved on since), which
+/// would contradict the proof of submission the sender holds.
+async fn resume(router: &Arc<Router>, body: &[u8], user: Option<&str>) -> Result<Option<Kind>, Failure> {
+    let Some((id, digest)) = peek(body) else { return Ok(None) };
+    let Some(record) = router.store.envelope(&id)? else { return Ok(None) };
+    let same_publisher = match user {
+        Some(user) => user == record.sender,
+        None => !router.config.policy.require_user_id,
+    };
+    if record.digest[..] != digest || !same_publisher {
+        // Other content or another publisher: the full path refuses it with its reason.
+        return Ok(None);
+    }
+    match record.kind() {
+        Kind::Letter | Kind::Sealed => {
+            let _guard = router.lock(&id).await;
+            let record = router.store.envelope(&id)?.unwrap_or(record);
+            finish_letter(router, &id, record).await.map(Some)
+        }
+        Kind::Receipt => {
+            let _guard = router.lock(&record.about).await;
+            let record = router.store.envelope(&id)?.unwrap_or(record);
+            finish_receipt(router, &id, record).await.map(Some)
+        }
+        _ => Ok(None),
     }
 }
 
@@ -212,9 +246,17 @@ async fn route_letter(
                 format!("envelope id {id} was already used for other content"),
             ));
         }
-        None => accept_letter(router, verified, kind, body.clone(), now).await?,
+        None => accept_letter(router, verified, kind, body, now).await?,
     };
+    finish_letter(router, id, record).await
+}
 
+/// Completes whatever is missing for an accepted letter: the fan-out to every recipient
+/// not yet queued, then the accepted notice. Publishes the archived bytes, so a
+/// resubmission can never change what recipients get. The caller holds the letter's
+/// lock.
+async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -> Result<Kind, Failure> {
+    let kind = record.kind();
     let pending: Vec<String> = router
         .store
         .tracking(id)?
@@ -227,7 +269,7 @@ async fn route_letter(
         let message = Outgoing {
             exchange: topology::DELIVER_EXCHANGE.to_owned(),
             routing_key: recipient.clone(),
-            payload: body.clone(),
+            payload: record.envelope.clone(),
             properties: properties.clone(),
             mandatory: true,
         };
@@ -260,10 +302,15 @@ async fn route_letter(
     }
 
     if !record.completed {
-        let accepted_at = Time::from_timestamp_millis(record.accepted_at_ms).unwrap_or(now);
+        let accepted_at = Time::from_timestamp_millis(record.accepted_at_ms).unwrap_or_else(Utc::now);
+        let digest: [u8; 32] = record
+            .digest
+            .as_slice()
+            .try_into()
+            .map_err(|_| Failure::Transient(format!("archived digest of {id} is not 32 bytes")))?;
         let notice = router
             .notary
-            .accepted(&record.sender, (id, verified.digest), accepted_at, record.audit_sequence, Utc::now())
+            .accepted(&record.sender, (id, digest), accepted_at, record.audit_sequence, Utc::now())
             .map_err(|e| Failure::Transient(e.to_string()))?;
         publish_notice(router, &record.sender, &notice).await.map_err(publish_failure)?;
         let mut batch = Batch::default();
@@ -452,13 +499,19 @@ async fn route_receipt(
                 .ok_or_else(|| Failure::Transient(format!("receipt {id} vanished after commit")))?
         }
     };
+    finish_receipt(router, id, record).await
+}
+
+/// Forwards an accepted receipt to the letter's sender if that was not confirmed yet.
+/// The caller holds the letter's lock.
+async fn finish_receipt(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -> Result<Kind, Failure> {
     if !record.completed {
         let to = record.recipients.first().cloned().unwrap_or_default();
         let message = Outgoing {
             exchange: topology::DELIVER_EXCHANGE.to_owned(),
             routing_key: to,
-            payload: body,
-            properties: delivery_properties(id, sender, Kind::Receipt),
+            payload: record.envelope.clone(),
+            properties: delivery_properties(id, &record.sender, Kind::Receipt),
             mandatory: true,
         };
         router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await.map_err(publish_failure)?;
