@@ -12,6 +12,7 @@
 //! - [`tracking`]: the per-recipient status machine.
 //! - [`notices`]: accepted, rejected and overdue notices, signed by the platform.
 //! - [`overdue`]: delivery SLA and `reply_due` checks.
+//! - [`requests`]: directory snapshots and re-deliveries asked for over the bus.
 //! - [`store`]: sled behind one small API, with group-committed flushes.
 //! - [`records`]: the stored record types.
 //! - [`audit`]: the hash chain, its signed heads and `mirsal audit verify`.
@@ -26,6 +27,7 @@ pub mod notices;
 pub mod overdue;
 pub mod pipeline;
 pub mod records;
+pub mod requests;
 pub mod store;
 pub mod tracking;
 

@@ -91,6 +91,37 @@ impl Notary {
         self.sign(Draft::notice(to, Some(about), kind), now)
     }
 
+    /// The directory snapshot, in answer to request `about`.
+    ///
+    /// # Errors
+    /// See [`NoticeError`].
+    pub fn directory(
+        &self,
+        to: &str,
+        about: Option<(&str, [u8; 32])>,
+        agencies: Vec<pb::DirectoryEntry>,
+        now: Time,
+    ) -> Result<SignedNotice, NoticeError> {
+        let kind =
+            pb::notice::Kind::Directory(pb::DirectorySnapshot { agencies, as_of: Some(to_timestamp(now)) });
+        self.sign(Draft::notice(to, about, kind), now)
+    }
+
+    /// An archived envelope, in answer to request `about`.
+    ///
+    /// # Errors
+    /// See [`NoticeError`].
+    pub fn retrieval(
+        &self,
+        to: &str,
+        about: Option<(&str, [u8; 32])>,
+        envelope: Bytes,
+        now: Time,
+    ) -> Result<SignedNotice, NoticeError> {
+        let kind = pb::notice::Kind::Retrieval(pb::RetrievalResponse { envelope });
+        self.sign(Draft::notice(to, about, kind), now)
+    }
+
     fn sign(&self, draft: Draft, now: Time) -> Result<SignedNotice, NoticeError> {
         let content = draft.build(&self.policy, now).map_err(|e| NoticeError(e.to_string()))?;
         let id = content.header.as_ref().map(|h| h.envelope_id.clone()).unwrap_or_default();

@@ -48,7 +48,7 @@ pub(crate) struct Refusal {
     pub(crate) text: String,
 }
 
-fn refused(reason: ReasonCode, text: impl Into<String>) -> Failure {
+pub(crate) fn refused(reason: ReasonCode, text: impl Into<String>) -> Failure {
     Failure::Refused(Refusal { reason, text: text.into() })
 }
 
@@ -64,7 +64,7 @@ impl From<VerifyError> for Failure {
     }
 }
 
-fn publish_failure(error: PublishError) -> Failure {
+pub(crate) fn publish_failure(error: PublishError) -> Failure {
     Failure::Transient(format!("publishing: {error}"))
 }
 
@@ -130,9 +130,7 @@ async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Resul
             route_letter(router, &verified, body, now).await
         }
         Body::Receipt(receipt) => route_receipt(router, &verified, receipt, body, now).await,
-        Body::Request(_) => {
-            Err(refused(ReasonCode::InvalidRequest, "this router does not serve requests yet"))
-        }
+        Body::Request(request) => crate::requests::serve(router, &verified, request).await,
         Body::Notice(_) => Err(refused(ReasonCode::InvalidNotice, "only the platform sends notices")),
     }
 }
