@@ -577,3 +577,72 @@ pub async fn submit_all(agency: &Agency, letters: &BTreeMap<String, Bytes>, pati
         })
         .await;
 }
+
+/// A folder like the bundle `mirsal agency add` writes, for agency `name` of `platform`:
+/// its keys and certificates, the CA and CRL, a bearer token and `adapter.toml` (HTTP
+/// bridge on a free loopback port).
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub config_path: PathBuf,
+    pub listen: std::net::SocketAddr,
+    pub token: String,
+}
+
+impl Bundle {
+    pub fn config(&self) -> mirsal_adapter::AdapterConfig {
+        mirsal_adapter::AdapterConfig::load(&self.config_path).unwrap()
+    }
+
+    /// The HTTP bridge's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.listen)
+    }
+}
+
+impl Platform {
+    /// Writes agency `name`'s adapter bundle (see [`Bundle`]).
+    pub fn bundle(&self, name: &str) -> Bundle {
+        let agency = self.agency(name);
+        let dir = self.root().join("bundles").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let credentials = &agency.credentials;
+        for (file, bytes) in [
+            ("signing.key", credentials.signing.key_pem().unwrap()),
+            ("signing.pem", credentials.signing.certificate_pem().unwrap()),
+            ("sealing.key", credentials.sealing.key_pem().unwrap()),
+            ("sealing.pem", credentials.sealing.certificate_pem().unwrap()),
+        ] {
+            write(&dir.join(file), &bytes);
+        }
+        for file in ["ca.pem", "crl.pem"] {
+            std::fs::copy(self.pki_dir().join(file), dir.join(file)).unwrap();
+        }
+        let token = uuid::Uuid::now_v7().simple().to_string();
+        write(&dir.join("http.token"), token.as_bytes());
+        let listen = free_port();
+        let config = format!(
+            "agency = {:?}\ndata_dir = \"data\"\n\n[broker]\nurl = {:?}\n\n[pki]\nca = \"ca.pem\"\ncrl = \"crl.pem\"\n\
+             signing_key = \"signing.key\"\nsigning_certificate = \"signing.pem\"\nsealing_key = \"sealing.key\"\n\
+             sealing_certificate = \"sealing.pem\"\n\n[http]\nlisten = \"{listen}\"\ntoken_file = \"http.token\"\n\n\
+             [log]\nlevel = \"warn,mirsal_adapter=info\"\n",
+            agency.code, agency.user.amqp_url,
+        );
+        let config_path = dir.join("adapter.toml");
+        write(&config_path, config.as_bytes());
+        Bundle { dir, config_path, listen, token }
+    }
+
+    /// Opens agency `name`'s SDK in this process, from its bundle.
+    pub async fn adapter(&self, name: &str) -> (mirsal_adapter::Adapter, Bundle) {
+        let bundle = self.bundle(name);
+        let adapter = mirsal_adapter::Adapter::open(bundle.config()).await.unwrap();
+        (adapter, bundle)
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_port() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}

@@ -7,7 +7,7 @@
 //! and the current CRL (validity windows, revocation). Revocation fails closed: a
 //! certificate whose issuer has no current CRL is not trusted.
 
-use std::{cmp::Ordering, collections::HashSet};
+use std::{cmp::Ordering, collections::HashMap};
 
 use openssl::{
     nid::Nid,
@@ -124,7 +124,8 @@ struct Link {
 #[derive(Debug)]
 struct RevocationList {
     issuer: String,
-    revoked: HashSet<Vec<u8>>,
+    /// Serial → revocation time (Unix seconds).
+    revoked: HashMap<Vec<u8>, i64>,
     next_update: i64,
 }
 
@@ -253,7 +254,8 @@ impl TrustStore {
     }
 
     /// The time-dependent checks at `at`: every certificate of the chain is within its
-    /// validity, the CRL of every issuer is current, and no certificate is revoked.
+    /// validity, the CRL of every issuer is current, and no certificate was revoked at or
+    /// before `at`.
     ///
     /// # Errors
     /// The first check the chain fails.
@@ -280,7 +282,9 @@ impl TrustStore {
                 .iter()
                 .find(|crl| crl.issuer == link.issuer && crl.next_update >= now)
                 .ok_or_else(|| CertificateError::RevocationUnavailable { issuer: link.issuer.clone() })?;
-            if crl.revoked.contains(&link.serial) {
+            // A certificate revoked after `at` was still good at `at`: a letter signed
+            // before its sender's revocation keeps its signature.
+            if crl.revoked.get(&link.serial).is_some_and(|revoked_at| *revoked_at <= now) {
                 return Err(CertificateError::Revoked {
                     subject: link.subject.clone(),
                     serial: hex::encode_upper(&link.serial),
@@ -307,9 +311,9 @@ fn load_crl(crl: &X509Crl, anchors: &[X509]) -> Result<RevocationList, TrustErro
     }
     let next_update = crl.next_update().ok_or_else(|| TrustError::CrlWithoutNextUpdate(issuer.clone()))?;
     let next_update = unix_time(next_update)?;
-    let mut revoked = HashSet::new();
+    let mut revoked = HashMap::new();
     for entry in crl.get_revoked().into_iter().flatten() {
-        revoked.insert(entry.serial_number().to_bn()?.to_vec());
+        revoked.insert(entry.serial_number().to_bn()?.to_vec(), unix_time(entry.revocation_date())?);
     }
     Ok(RevocationList { issuer, revoked, next_update })
 }

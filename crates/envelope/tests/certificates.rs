@@ -72,6 +72,19 @@ fn a_revoked_certificate_is_refused_and_others_are_not() {
 }
 
 #[test]
+fn a_revocation_applies_from_its_date_on() {
+    let platform = Platform::new();
+    let (mof, moh) = (platform.agency("MOF"), platform.agency("MOH"));
+    // The fixture revokes one minute before its `now`.
+    let verifier =
+        Verifier::new(platform.trust_revoking(&[&mof.credentials.signing.certificate]), Policy::default());
+    let envelope = signed_letter(&platform, &mof, &[&moh]);
+    let before_revocation = platform.now - Duration::minutes(2);
+    verifier.verify(encode(&envelope), before_revocation).unwrap();
+    assert_eq!(reason(&platform, &verifier, &envelope), ReasonCode::CertificateRevoked);
+}
+
+#[test]
 fn a_stale_crl_means_nothing_is_trusted() {
     let platform = Platform::new();
     let (mof, moh) = (platform.agency("MOF"), platform.agency("MOH"));

@@ -91,7 +91,7 @@ impl Notary {
         self.sign(Draft::notice(to, Some(about), kind), now)
     }
 
-    /// The directory snapshot, in answer to request `about`.
+    /// The directory snapshot with the current CRL, in answer to request `about`.
     ///
     /// # Errors
     /// See [`NoticeError`].
@@ -100,10 +100,11 @@ impl Notary {
         to: &str,
         about: Option<(&str, [u8; 32])>,
         agencies: Vec<pb::DirectoryEntry>,
+        crl: Bytes,
         now: Time,
     ) -> Result<SignedNotice, NoticeError> {
-        let kind =
-            pb::notice::Kind::Directory(pb::DirectorySnapshot { agencies, as_of: Some(to_timestamp(now)) });
+        let snapshot = pb::DirectorySnapshot { agencies, as_of: Some(to_timestamp(now)), crl };
+        let kind = pb::notice::Kind::Directory(snapshot);
         self.sign(Draft::notice(to, about, kind), now)
     }
 

@@ -42,7 +42,13 @@ pub(crate) async fn serve(
                     sealing_certificate: der(&agency.sealing_certificate),
                 })
                 .collect();
-            router.notary.directory(requester, about, agencies, now)
+            let crl = std::fs::read(&router.config.pki.crl)
+                .ok()
+                .and_then(|pem| openssl::x509::X509Crl::from_pem(&pem).ok())
+                .and_then(|crl| crl.to_der().ok())
+                .map(bytes::Bytes::from)
+                .unwrap_or_default();
+            router.notary.directory(requester, about, agencies, crl, now)
         }
         Some(pb::request::Kind::Redelivery(redelivery)) => {
             let id = redelivery.envelope_id.as_str();
