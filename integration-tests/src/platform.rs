@@ -625,7 +625,7 @@ impl Platform {
             "agency = {:?}\ndata_dir = \"data\"\n\n[broker]\nurl = {:?}\n\n[pki]\nca = \"ca.pem\"\ncrl = \"crl.pem\"\n\
              signing_key = \"signing.key\"\nsigning_certificate = \"signing.pem\"\nsealing_key = \"sealing.key\"\n\
              sealing_certificate = \"sealing.pem\"\n\n[http]\nlisten = \"{listen}\"\ntoken_file = \"http.token\"\n\n\
-             [log]\nlevel = \"warn,mirsal_adapter=info\"\n",
+             [log]\nlevel = \"warn\"\n",
             agency.code, agency.user.amqp_url,
         );
         let config_path = dir.join("adapter.toml");

@@ -385,6 +385,21 @@ async fn agencies_have_exactly_their_permissions() {
         channel.queue_declare(format!("{}.mine", a.code).as_str().into(), options, FieldTable::default());
     let error = error.await.unwrap_err();
     assert!(error.to_string().contains("ACCESS_REFUSED"), "{error}");
+    // Nor bind its inbox to receive another agency's letters, or every submission.
+    for (exchange, key) in [(DELIVER_EXCHANGE, b.code.as_str()), (topology::SUBMIT_EXCHANGE, "")] {
+        let channel = adapter.create_channel().await.unwrap();
+        let error = channel
+            .queue_bind(
+                topology::inbox_queue(&a.code).as_str().into(),
+                exchange.into(),
+                key.into(),
+                mirsal_bus::lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("ACCESS_REFUSED"), "binding to {exchange}: {error}");
+    }
 
     // It reads its own inbox.
     let letter = new_id();

@@ -668,7 +668,7 @@ async fn publish_outbox(adapter: Adapter) {
             };
             match started {
                 Ok(confirm) => {
-                    crash::point(crash::PUBLISHED_UNCONFIRMED);
+                    crash::point_for(crash::PUBLISHED_UNCONFIRMED, entry.kind());
                     pending.push((sequence, entry, confirm));
                 }
                 Err(error) => {
@@ -681,7 +681,7 @@ async fn publish_outbox(adapter: Adapter) {
         for (sequence, entry, confirm) in pending {
             match confirm.wait().await {
                 Ok(()) => {
-                    crash::point(crash::CONFIRMED_NOT_CLEARED);
+                    crash::point_for(crash::CONFIRMED_NOT_CLEARED, entry.kind());
                     batch.unqueue(sequence);
                     if let Err(error) = mark_sent(&adapter, &mut batch, &entry.id, |r| {
                         if r.state == "queued" {
@@ -748,8 +748,9 @@ async fn receive_inbox(adapter: Adapter) {
             () = inner.shutdown.cancelled() => return,
         };
         let Some(mut incoming) = incoming else { return };
-        crash::point(crash::RECEIVED_NOT_STORED);
         let bytes = incoming.take_body();
+        let kind = kind_of(&bytes);
+        crash::point_for(crash::RECEIVED_NOT_STORED, kind);
         let outcome = loop {
             match receive(&adapter, &bytes).await {
                 Err(Receive::Later(reason)) => {
@@ -766,7 +767,7 @@ async fn receive_inbox(adapter: Adapter) {
         };
         let settled = match outcome {
             Ok(()) => {
-                crash::point(crash::STORED_NOT_ACKED);
+                crash::point_for(crash::STORED_NOT_ACKED, kind);
                 incoming.ack().await
             }
             Err(Receive::Refuse(reason)) => {
@@ -778,6 +779,21 @@ async fn receive_inbox(adapter: Adapter) {
         if let Err(error) = settled {
             tracing::debug!(%error, "could not settle the delivery; it will come again and be recognised");
         }
+    }
+}
+
+/// What an incoming envelope holds, read without verifying (for crash points only).
+fn kind_of(bytes: &Bytes) -> Kind {
+    let content = pb::Envelope::decode(bytes.clone())
+        .ok()
+        .and_then(|envelope| pb::SignedContent::decode(envelope.signed_content).ok());
+    match content.and_then(|c| c.body) {
+        Some(Body::Letter(_)) => Kind::Letter,
+        Some(Body::Sealed(_)) => Kind::Sealed,
+        Some(Body::Receipt(_)) => Kind::Receipt,
+        Some(Body::Request(_)) => Kind::Request,
+        Some(Body::Notice(_)) => Kind::Notice,
+        None => Kind::Unknown,
     }
 }
 

@@ -51,6 +51,7 @@ pub async fn push(adapter: Adapter, config: WebhookConfig, shutdown: Cancellatio
         };
         if pushed {
             delay = Duration::from_millis(500);
+            crate::crash::point(crate::crash::HANDED_NOT_ACKED);
             if let Err(error) = adapter.ack(&item.id).await {
                 tracing::error!(%error, item = %item.id, "pushed but cannot acknowledge");
             }
