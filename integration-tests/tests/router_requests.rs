@@ -38,6 +38,9 @@ async fn the_directory_and_archived_envelopes_are_served_to_those_entitled() {
     assert_eq!(b_entry.name_ar, "الجهة B");
     let sealing = platform.agency("B").credentials.sealing.certificate.to_der().unwrap();
     assert_eq!(b_entry.sealing_certificate[..], sealing[..], "B's sealing certificate, for sealing to B");
+    let crl = openssl::x509::X509Crl::from_der(&snapshot.crl).unwrap();
+    let ca_key = platform.authority.certificate().public_key().unwrap();
+    assert!(crl.verify(&ca_key).unwrap(), "the snapshot carries the platform's current CRL");
 
     let (id, bytes) = platform.sign("A", platform.letter("A", &["B"], "keep this"));
     platform.agency("A").submit(bytes.clone()).await;
