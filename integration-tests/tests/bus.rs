@@ -31,9 +31,13 @@ const WAIT: Duration = Duration::from_secs(20);
 /// Set-up that declares the core topology and the inboxes of `codes`, as the router does.
 fn topology_for(codes: &[&str]) -> Setup {
     let codes: Vec<String> = codes.iter().map(|&code| code.to_owned()).collect();
-    Arc::new(move |channel| {
+    Arc::new(move |connection| {
         let codes = codes.clone();
         Box::pin(async move {
+            let channel = connection.create_channel().await.map_err(|source| mirsal_bus::BusError::Amqp {
+                context: "opening the set-up channel".into(),
+                source,
+            })?;
             topology::declare_core(&channel, topology::QueueSettings::default()).await?;
             for code in &codes {
                 topology::declare_inbox(&channel, code, topology::QueueSettings::default()).await?;

@@ -34,6 +34,8 @@ const DIRECTORY_WAIT: Duration = Duration::from_secs(30);
 const DIRECTORY_REFRESH: Duration = Duration::from_secs(3600);
 /// Outbox entries published per confirm window.
 const OUTBOX_WINDOW: usize = 256;
+/// How long the outbox waits before trying again an envelope the broker refused.
+const REFUSED_RETRY: Duration = Duration::from_secs(60);
 /// How old an incoming envelope may be: letters can wait a long time in an inbox.
 const MAX_AGE: Duration = Duration::from_secs(366 * 24 * 3600);
 
@@ -580,7 +582,7 @@ fn millis_time(ms: i64) -> Option<Time> {
 }
 
 fn tracking_view(record: SentRecord) -> SentTracking {
-    let rejection = (record.rejected_code != 0).then(|| Rejection {
+    let rejection = (record.rejected_code != 0 || !record.rejected_text.is_empty()).then(|| Rejection {
         code: record.rejected_code,
         reason: ReasonCode::try_from(record.rejected_code).map_or("UNKNOWN", |r| r.as_str_name()).to_owned(),
         text: record.rejected_text.clone(),
@@ -678,14 +680,16 @@ async fn publish_outbox(adapter: Adapter) {
             }
         }
         let mut batch = Batch::default();
+        let mut refused = false;
         for (sequence, entry, confirm) in pending {
             match confirm.wait().await {
                 Ok(()) => {
                     crash::point_for(crash::CONFIRMED_NOT_CLEARED, entry.kind());
                     batch.unqueue(sequence);
                     if let Err(error) = mark_sent(&adapter, &mut batch, &entry.id, |r| {
-                        if r.state == "queued" {
+                        if r.state == "queued" || r.state == "failing" {
                             r.state = "published".into();
+                            r.rejected_text.clear();
                         }
                         r.published_at_ms = Utc::now().timestamp_millis();
                     }) {
@@ -693,13 +697,20 @@ async fn publish_outbox(adapter: Adapter) {
                     }
                 }
                 Err(error) if !error.is_transient() => {
-                    tracing::error!(envelope_id = %entry.id, %error, "the broker refused the envelope; dropping it from the outbox");
-                    batch.unqueue(sequence);
+                    // Refused (no permission) or unroutable (the platform's ingress queue
+                    // is missing): nothing this adapter can fix, but nothing to drop either.
+                    // The entry stays in the outbox, the tracking view says why, and it is
+                    // tried again after the longest backoff.
+                    tracing::error!(envelope_id = %entry.id, %error, "the broker refused the envelope; keeping it in the outbox");
                     let text = error.to_string();
                     let _ = mark_sent(&adapter, &mut batch, &entry.id, |r| {
-                        r.state = "failed".into();
+                        if r.state == "queued" || r.state == "failing" {
+                            r.state = "failing".into();
+                        }
                         r.rejected_text = text.clone();
                     });
+                    refused = true;
+                    trouble = Some(error);
                 }
                 Err(error) => trouble = Some(error),
             }
@@ -708,8 +719,9 @@ async fn publish_outbox(adapter: Adapter) {
             tracing::error!(%error, "cannot clear confirmed outbox entries; they will be published again");
         }
         if let Some(error) = trouble {
-            failures = failures.saturating_add(1);
-            let delay = mirsal_bus::Backoff::default().delay(failures);
+            failures = if refused { u32::MAX } else { failures.saturating_add(1) };
+            let delay = mirsal_bus::Backoff { initial: Duration::from_millis(200), max: REFUSED_RETRY }
+                .delay(failures);
             if !matches!(error, PublishError::ShuttingDown) {
                 tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "outbox publishing interrupted");
             }

@@ -130,7 +130,9 @@ pub struct SentTracking {
     pub created_at: Option<Time>,
     /// `queued` (durable in the outbox), `published` (the broker confirmed), `accepted`
     /// (the platform's signed proof of submission arrived), `rejected` (the platform
-    /// refused it, see `rejection`), `failed` (the broker refused the publish).
+    /// refused it, see `rejection`), `failing` (the broker refuses the publish, e.g. the
+    /// agency's permissions were withdrawn; it stays in the outbox and is tried again,
+    /// and `rejection.text` says why).
     pub state: String,
     pub published_at: Option<Time>,
     pub accepted_at: Option<Time>,

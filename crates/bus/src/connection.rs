@@ -102,9 +102,11 @@ impl Backoff {
 }
 
 /// What runs on every new connection before it is handed out, e.g. declaring the
-/// topology. It gets a fresh channel of its own.
+/// topology. It gets the connection, to open the channels it needs (a refused
+/// declaration closes its channel, so set-up that wants to carry on after one opens
+/// another).
 pub type Setup =
-    Arc<dyn Fn(Channel) -> Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>> + Send + Sync>;
+    Arc<dyn Fn(Arc<Connection>) -> Pin<Box<dyn Future<Output = Result<(), BusError>> + Send>> + Send + Sync>;
 
 /// The live connection of one generation.
 #[derive(Clone)]
@@ -220,6 +222,14 @@ impl Bus {
         }
     }
 
+    /// The current connection (waits for one).
+    ///
+    /// # Errors
+    /// Shutdown.
+    pub async fn connection(&self) -> Result<Arc<Connection>, BusError> {
+        Ok(self.link().await?.connection)
+    }
+
     /// A new channel on the current connection (waits for one).
     ///
     /// # Errors
@@ -269,7 +279,6 @@ async fn supervise(bus: Bus, setup: Setup) {
         match opened {
             Ok((connection, mut publish_channel)) => {
                 attempt = 0;
-                let connection = Arc::new(connection);
                 let mut events = connection.events_listener();
                 let mut generation = hand_out(inner, &connection, &publish_channel);
                 tracing::info!(generation, name = %inner.config.connection_name, "connected to the broker");
@@ -356,15 +365,13 @@ async fn open_publish_channel(connection: &Connection) -> Result<Channel, BusErr
     Ok(channel)
 }
 
-async fn open(config: &BusConfig, setup: &Setup) -> Result<(Connection, Channel), BusError> {
+async fn open(config: &BusConfig, setup: &Setup) -> Result<(Arc<Connection>, Channel), BusError> {
     let connection = tokio::time::timeout(CONNECT_TIMEOUT, connect(config))
         .await
         .map_err(|_| BusError::NotConnected)??;
+    let connection = Arc::new(connection);
     let result = async {
-        let channel =
-            connection.create_channel().await.map_err(BusError::amqp("opening the set-up channel"))?;
-        setup(channel.clone()).await?;
-        let _ = channel.close(200, "set-up done".into()).await;
+        setup(Arc::clone(&connection)).await?;
         open_publish_channel(&connection).await
     }
     .await;

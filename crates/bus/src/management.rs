@@ -31,12 +31,14 @@ const MAX_ERROR_BODY: usize = 4096;
 pub enum ManagementError {
     #[error("invalid management URL {url}: {reason}")]
     InvalidUrl { url: String, reason: String },
-    #[error("{call}: {}", with_causes(.source))]
-    Http { call: String, source: reqwest::Error },
+    // The messages already include the causes, so the errors are not `source`s: an
+    // `anyhow` chain printed with `{:#}` would repeat them.
+    #[error("{call}: {}", with_causes(.error))]
+    Http { call: String, error: reqwest::Error },
     #[error("{call}: HTTP {status}: {body}")]
     Status { call: String, status: StatusCode, body: String },
-    #[error("{call}: unexpected answer: {source}")]
-    Decode { call: String, source: serde_json::Error },
+    #[error("{call}: unexpected answer: {error}")]
+    Decode { call: String, error: serde_json::Error },
     #[error("{call}: message payload is not valid base64")]
     Payload { call: String },
 }
@@ -209,6 +211,60 @@ struct RawMessage {
     properties: Value,
 }
 
+/// A user as `GET /api/users/NAME` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct UserInfo {
+    pub name: String,
+    /// Empty for a user that cannot log in with a password (certificate login).
+    #[serde(default)]
+    pub password_hash: String,
+    /// `administrator`, `monitoring`, ...; none for an agency.
+    #[serde(default, deserialize_with = "tags")]
+    pub tags: Vec<String>,
+}
+
+/// RabbitMQ 3.9 and later list a user's tags as an array; earlier versions as one
+/// comma-separated string.
+fn tags<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Tags {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Tags::deserialize(deserializer)? {
+        Tags::List(tags) => tags,
+        Tags::Text(text) => {
+            text.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect()
+        }
+    })
+}
+
+/// One user's permissions on one vhost: regular expressions over resource names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Permissions {
+    pub user: String,
+    pub vhost: String,
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// A binding as `GET /api/queues/VHOST/NAME/bindings` reports it. Every queue has one
+/// from the default exchange (`source` empty, key = the queue's name).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct BindingInfo {
+    /// The exchange.
+    pub source: String,
+    /// The queue (or exchange).
+    pub destination: String,
+    /// `queue` or `exchange`.
+    pub destination_type: String,
+    pub routing_key: String,
+    #[serde(default)]
+    pub arguments: Map<String, Value>,
+}
+
 /// The permissions DESIGN.md gives agency `code`, as `(configure, write, read)` regular
 /// expressions: it may declare nothing, publish only to [`topology::SUBMIT_EXCHANGE`]
 /// (so it cannot write to another agency's inbox or to the router's exchange), and read
@@ -252,9 +308,10 @@ impl Management {
         if !base.username().is_empty() || base.password().is_some() {
             return Err(invalid("pass the credentials separately, not in the URL".to_owned()));
         }
-        let client = Client::builder().timeout(REQUEST_TIMEOUT).build().map_err(|source| {
-            ManagementError::Http { call: "building the HTTP client".to_owned(), source }
-        })?;
+        let client = Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .map_err(|error| ManagementError::Http { call: "building the HTTP client".to_owned(), error })?;
         Ok(Self { base, user: user.to_owned(), password: password.to_owned(), client })
     }
 
@@ -350,6 +407,89 @@ impl Management {
         self.send(Method::DELETE, &["permissions", vhost, user], None, false).await.map(drop)
     }
 
+    /// Whether vhost `name` exists.
+    ///
+    /// # Errors
+    /// See [`ManagementError`].
+    pub async fn vhost_exists(&self, name: &str) -> Result<bool, ManagementError> {
+        match self.send(Method::GET, &["vhosts", name], None, false).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_not_found() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// User `name`.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 404 when there is no such user
+    /// ([`ManagementError::is_not_found`]).
+    pub async fn get_user(&self, name: &str) -> Result<UserInfo, ManagementError> {
+        self.get_json(&["users", name]).await
+    }
+
+    /// `user`'s permissions on every vhost where it has some.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 404 when there is no such user.
+    pub async fn user_permissions(&self, user: &str) -> Result<Vec<Permissions>, ManagementError> {
+        self.get_json(&["users", user, "permissions"]).await
+    }
+
+    /// Declares exchange `name` of type `kind` (`fanout`, `direct`, ...) in `vhost`:
+    /// durable, not auto-deleted, not internal, no arguments, as
+    /// [`topology::declare_core`] declares its exchanges. An existing exchange with the
+    /// same properties is left as it is.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 400 when the exchange exists with other properties.
+    pub async fn put_exchange(&self, vhost: &str, name: &str, kind: &str) -> Result<(), ManagementError> {
+        let body = json!({ "type": kind, "durable": true, "auto_delete": false, "internal": false, "arguments": {} });
+        self.send(Method::PUT, &["exchanges", vhost, name], Some(&body), false).await.map(drop)
+    }
+
+    /// Declares durable queue `name` in `vhost` with `arguments` (the `x-` arguments,
+    /// e.g. [`topology::arguments_json`] of [`topology::work_queue_arguments`]). An
+    /// existing queue with the same arguments is left as it is.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 400 when the queue exists with other arguments
+    /// (PRECONDITION_FAILED).
+    pub async fn put_queue(
+        &self,
+        vhost: &str,
+        name: &str,
+        arguments: &Map<String, Value>,
+    ) -> Result<(), ManagementError> {
+        let body = json!({ "durable": true, "auto_delete": false, "arguments": arguments });
+        self.send(Method::PUT, &["queues", vhost, name], Some(&body), false).await.map(drop)
+    }
+
+    /// Binds `queue` to `exchange` with `routing_key` in `vhost`. Bindings are a set:
+    /// binding again with the same key changes nothing.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 404 when the exchange or the queue does not exist.
+    pub async fn put_binding(
+        &self,
+        vhost: &str,
+        exchange: &str,
+        queue: &str,
+        routing_key: &str,
+    ) -> Result<(), ManagementError> {
+        let body = json!({ "routing_key": routing_key, "arguments": {} });
+        let segments = ["bindings", vhost, "e", exchange, "q", queue];
+        self.send(Method::POST, &segments, Some(&body), false).await.map(drop)
+    }
+
+    /// The bindings of queue `name` of `vhost`, the default exchange's included.
+    ///
+    /// # Errors
+    /// See [`ManagementError`]; 404 when there is no such queue.
+    pub async fn queue_bindings(&self, vhost: &str, name: &str) -> Result<Vec<BindingInfo>, ManagementError> {
+        self.get_json(&["queues", vhost, name, "bindings"]).await
+    }
+
     /// Queue `name` of `vhost`.
     ///
     /// # Errors
@@ -404,7 +544,7 @@ impl Management {
         let segments = ["queues", vhost, queue, "get"];
         let (call, text) = self.send(Method::POST, &segments, Some(&body), false).await?;
         let raw: Vec<RawMessage> = serde_json::from_str(&text)
-            .map_err(|source| ManagementError::Decode { call: call.clone(), source })?;
+            .map_err(|error| ManagementError::Decode { call: call.clone(), error })?;
         raw.into_iter()
             .map(|message| {
                 let payload = if message.payload_encoding == "base64" {
@@ -439,7 +579,7 @@ impl Management {
         segments: &[&str],
     ) -> Result<T, ManagementError> {
         let (call, text) = self.send(Method::GET, segments, None, false).await?;
-        serde_json::from_str(&text).map_err(|source| ManagementError::Decode { call, source })
+        serde_json::from_str(&text).map_err(|error| ManagementError::Decode { call, error })
     }
 
     /// One call; returns its name and the body of a 2xx answer (or of a 404 when
@@ -457,7 +597,7 @@ impl Management {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let http = |source| ManagementError::Http { call: call.clone(), source };
+        let http = |error| ManagementError::Http { call: call.clone(), error };
         let response = request.send().await.map_err(http)?;
         let status = response.status();
         let text = response.text().await.map_err(http)?;
@@ -560,6 +700,27 @@ mod tests {
         assert!(base64_decode("a").is_none());
         assert!(base64_decode("a$==").is_none());
         assert!(base64_decode("aa===").is_none());
+    }
+
+    #[test]
+    fn user_tags_are_read_in_either_form() {
+        let new: UserInfo =
+            serde_json::from_str(r#"{"name":"A","password_hash":"","tags":["monitoring","management"]}"#)
+                .unwrap();
+        assert_eq!(new.tags, ["monitoring", "management"]);
+        let old: UserInfo = serde_json::from_str(r#"{"name":"A","tags":"monitoring, management"}"#).unwrap();
+        assert_eq!(old.tags, ["monitoring", "management"]);
+        let none: UserInfo = serde_json::from_str(r#"{"name":"A","tags":""}"#).unwrap();
+        assert!(none.tags.is_empty());
+    }
+
+    #[test]
+    fn bindings_go_to_their_own_path() {
+        let management = Management::new("http://127.0.0.1:15672", "guest", "guest").unwrap();
+        assert_eq!(
+            management.url(&["bindings", "mirsal", "e", "mirsal.deliver", "q", "mirsal.inbox.A"]).path(),
+            "/api/bindings/mirsal/e/mirsal.deliver/q/mirsal.inbox.A"
+        );
     }
 
     #[test]

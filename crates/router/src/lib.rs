@@ -188,14 +188,16 @@ pub async fn run(
     let setup_directory = Arc::clone(&directory);
     let bus = Bus::start(
         bus_config(&config)?,
-        Arc::new(move |channel| {
+        Arc::new(move |connection| {
             let directory =
                 setup_directory.read().map_or_else(|p| Arc::clone(&p.into_inner()), |d| Arc::clone(&d));
             Box::pin(async move {
+                let channel = connection.create_channel().await.map_err(|source| {
+                    mirsal_bus::BusError::Amqp { context: "opening the set-up channel".into(), source }
+                })?;
                 topology::declare_core(&channel, settings).await?;
-                for agency in directory.agencies() {
-                    topology::declare_inbox(&channel, &agency.code, settings).await?;
-                }
+                let _ = channel.close(200, "declared".into()).await;
+                declare_inboxes(&connection, &directory, settings).await;
                 Ok(())
             })
         }),
@@ -274,7 +276,14 @@ async fn watch_files(router: Arc<Router>) {
             match Directory::load(&config.directory.path) {
                 Ok(directory) => {
                     directory_stamp = now;
-                    declare_inboxes(&router, &directory).await;
+                    let settings =
+                        topology::QueueSettings { delivery_limit: router.config.broker.delivery_limit };
+                    match router.bus.connection().await {
+                        Ok(connection) => declare_inboxes(&connection, &directory, settings).await,
+                        Err(error) => {
+                            tracing::warn!(%error, "not connected; inboxes are declared on reconnect")
+                        }
+                    }
                     let count = directory.agencies().count();
                     if let Ok(mut current) = router.directory.write() {
                         *current = Arc::new(directory);
@@ -300,16 +309,35 @@ async fn watch_files(router: Arc<Router>) {
     }
 }
 
-async fn declare_inboxes(router: &Router, directory: &Directory) {
-    let settings = topology::QueueSettings { delivery_limit: router.config.broker.delivery_limit };
-    let Ok(channel) = router.bus.create_channel().await else { return };
+/// Declares every agency's inbox. One that cannot be declared (an existing queue with
+/// other arguments, say) is reported and skipped, so it does not keep the others, or the
+/// router, from working; letters to it are retried until it exists.
+async fn declare_inboxes(
+    connection: &mirsal_bus::lapin::Connection,
+    directory: &Directory,
+    settings: topology::QueueSettings,
+) {
+    let mut channel = None;
     for agency in directory.agencies() {
-        if let Err(error) = topology::declare_inbox(&channel, &agency.code, settings).await {
-            tracing::error!(%error, agency = %agency.code, "cannot declare the inbox");
-            return;
+        if channel.is_none() {
+            match connection.create_channel().await {
+                Ok(fresh) => channel = Some(fresh),
+                Err(error) => {
+                    tracing::error!(%error, "cannot open a channel to declare inboxes");
+                    return;
+                }
+            }
+        }
+        let Some(open) = &channel else { return };
+        if let Err(error) = topology::declare_inbox(open, &agency.code, settings).await {
+            tracing::error!(%error, agency = %agency.code, "cannot declare the inbox; skipping it");
+            // The broker closed that channel.
+            channel = None;
         }
     }
-    let _ = channel.close(200, "declared".into()).await;
+    if let Some(channel) = channel {
+        let _ = channel.close(200, "declared".into()).await;
+    }
 }
 
 async fn check_overdue(router: Arc<Router>) {
