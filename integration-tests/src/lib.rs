@@ -29,6 +29,7 @@ use mirsal_bus::{
 };
 use uuid::Uuid;
 
+pub mod adapter_process;
 pub mod platform;
 
 /// The environment variable with the administrator's AMQP URL.
@@ -45,6 +46,12 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The administrator's AMQP URL ([`AMQP_URL_ENV`], or the development broker's).
 pub fn amqp_base() -> String {
     std::env::var(AMQP_URL_ENV).unwrap_or_else(|_| DEFAULT_AMQP_URL.to_owned())
+}
+
+/// The administrator's password, from the AMQP URL.
+pub fn admin_password() -> String {
+    let url = amqp_base();
+    url.parse::<AMQPUri>().map(|uri| uri.authority.userinfo.password).unwrap_or_else(|_| "guest".to_owned())
 }
 
 /// The management API's base URL ([`MANAGEMENT_URL_ENV`], or the development broker's).

@@ -11,123 +11,11 @@ use std::{
 
 use mirsal_adapter::crash;
 use mirsal_integration_tests::{
+    adapter_process::AdapterProcess,
     eventually,
-    platform::{Bundle, PATIENCE, Platform, binary_path, free_port},
+    platform::{Bundle, PATIENCE, Platform, free_port},
 };
-use serde_json::{Value, json};
-
-/// A running `mirsal-adapter` process and how to talk to it.
-struct Process {
-    child: tokio::process::Child,
-    bundle: Bundle,
-    http: reqwest::Client,
-}
-
-impl Process {
-    async fn start(bundle: &Bundle, crash_at: Option<&str>) -> Self {
-        let mut command = tokio::process::Command::new(binary_path("mirsal-adapter"));
-        command.arg("--config").arg(&bundle.config_path).kill_on_drop(true);
-        match crash_at {
-            Some(point) => command.env(crash::CRASH_AT, point),
-            None => command.env_remove(crash::CRASH_AT),
-        };
-        let process =
-            Self { child: command.spawn().unwrap(), bundle: bundle.clone(), http: reqwest::Client::new() };
-        eventually(PATIENCE, "the adapter to be up and connected", || async {
-            let health: Value = process
-                .http
-                .get(format!("{}/healthz", process.bundle.url()))
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            (health["connected"] == true).then_some(())
-        })
-        .await;
-        process
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.bundle.url())
-    }
-
-    async fn send(&self, to: &str, key: &str) -> Result<String, reqwest::Error> {
-        let body = json!({ "to": [to], "idempotency_key": key, "letter": { "subject": format!("letter {key}"), "body": "…" } });
-        let response = self
-            .http
-            .post(self.url("/v1/letters"))
-            .bearer_auth(&self.bundle.token)
-            .json(&body)
-            .send()
-            .await?;
-        let answer: Value = response.error_for_status()?.json().await?;
-        Ok(answer["envelope_id"].as_str().unwrap().to_owned())
-    }
-
-    async fn pending(&self) -> Vec<Value> {
-        let answer: Value = self
-            .http
-            .get(self.url("/v1/inbox"))
-            .bearer_auth(&self.bundle.token)
-            .send()
-            .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        answer["items"].as_array().unwrap().clone()
-    }
-
-    /// Pending items of `kind`, waiting until there are `count`.
-    async fn pending_of(&self, kind: &str, count: usize) -> Vec<Value> {
-        eventually(PATIENCE, &format!("{count} {kind} item(s) pending"), || async {
-            let items: Vec<Value> = self.pending().await.into_iter().filter(|i| i["kind"] == kind).collect();
-            (items.len() >= count).then_some(items)
-        })
-        .await
-    }
-
-    async fn ack(&self, id: &str) -> Result<(), reqwest::Error> {
-        self.http
-            .post(self.url(&format!("/v1/inbox/{id}/ack")))
-            .bearer_auth(&self.bundle.token)
-            .send()
-            .await?
-            .error_for_status()
-            .map(|_| ())
-    }
-
-    async fn tracking(&self, id: &str) -> Option<Value> {
-        let response = self
-            .http
-            .get(self.url(&format!("/v1/letters/{id}")))
-            .bearer_auth(&self.bundle.token)
-            .send()
-            .await
-            .ok()?;
-        response.error_for_status().ok()?.json().await.ok()
-    }
-
-    /// Waits for the process to die at its crash point.
-    async fn crashed(mut self) {
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .expect("the crash point was reached")
-            .unwrap();
-        assert!(!status.success(), "the adapter aborted at its crash point: {status}");
-    }
-
-    async fn stop(mut self) {
-        let pid = self.child.id().unwrap().to_string();
-        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let status = tokio::time::timeout(PATIENCE, self.child.wait()).await.unwrap().unwrap();
-        assert!(status.success(), "the adapter stops cleanly on SIGTERM: {status}");
-    }
-}
+use serde_json::Value;
 
 /// Letters and receipts of one scenario, with the processes.
 struct Scene {
@@ -149,7 +37,7 @@ impl Scene {
     }
 
     /// B's letters from A, once B is up: exactly `ids`, each once.
-    async fn b_has_exactly(&self, b: &Process, ids: &[String]) {
+    async fn b_has_exactly(&self, b: &AdapterProcess, ids: &[String]) {
         let letters = b.pending_of("letter", ids.len()).await;
         let mut got: Vec<String> = letters.iter().map(|l| l["id"].as_str().unwrap().to_owned()).collect();
         got.sort();
@@ -166,17 +54,17 @@ impl Scene {
 /// Rows 1-3: the sender dies around the outbox.
 async fn sender_dies_at(point: &str) {
     let scene = Scene::new().await;
-    let b = Process::start(&scene.b, None).await;
-    let a = Process::start(&scene.a, Some(point)).await;
+    let b = AdapterProcess::start(&scene.b, None).await;
+    let a = AdapterProcess::start(&scene.a, Some(point)).await;
     let first = a.send(&scene.b_code(), "ref-1").await;
     a.crashed().await;
-    let a = Process::start(&scene.a, None).await;
+    let a = AdapterProcess::start(&scene.a, None).await;
     // Whether or not the first call answered, a retry with its key names the same letter.
     let id = a.send(&scene.b_code(), "ref-1").await.unwrap();
     if let Ok(first) = first {
         assert_eq!(first, id);
     }
-    scene.b_has_exactly(&b, &[id.clone()]).await;
+    scene.b_has_exactly(&b, std::slice::from_ref(&id)).await;
     eventually(PATIENCE, "the platform's acceptance in A's tracking", || async {
         (a.tracking(&id).await?["state"] == "accepted").then_some(())
     })
@@ -204,11 +92,11 @@ async fn dies_after_the_confirm_before_clearing_the_outbox() {
 /// Rows 4-5: the recipient dies around storing a delivery.
 async fn recipient_dies_at(point: &str) {
     let scene = Scene::new().await;
-    let a = Process::start(&scene.a, None).await;
-    let b = Process::start(&scene.b, Some(point)).await;
+    let a = AdapterProcess::start(&scene.a, None).await;
+    let b = AdapterProcess::start(&scene.b, Some(point)).await;
     let id = a.send(&scene.b_code(), "ref-1").await.unwrap();
     b.crashed().await;
-    let b = Process::start(&scene.b, None).await;
+    let b = AdapterProcess::start(&scene.b, None).await;
     scene.b_has_exactly(&b, &[id]).await;
     a.stop().await;
     b.stop().await;
@@ -251,12 +139,12 @@ async fn dies_after_handing_over_before_the_acknowledgement() {
     std::fs::write(&scene.b.config_path, format!("{config}\n[webhook]\nurl = \"http://{hook}/hook\"\n"))
         .unwrap();
 
-    let a = Process::start(&scene.a, None).await;
-    let b = Process::start(&scene.b, Some(crash::HANDED_NOT_ACKED)).await;
+    let a = AdapterProcess::start(&scene.a, None).await;
+    let b = AdapterProcess::start(&scene.b, Some(crash::HANDED_NOT_ACKED)).await;
     let id = a.send(&scene.b_code(), "ref-1").await.unwrap();
     b.crashed().await;
     assert_eq!(received.lock().unwrap().get(&id), Some(&1));
-    let b = Process::start(&scene.b, None).await;
+    let b = AdapterProcess::start(&scene.b, None).await;
     eventually(PATIENCE, "the letter pushed again and acknowledged", || async {
         let pushed = received.lock().unwrap().get(&id).copied();
         (pushed == Some(2) && b.pending().await.iter().all(|i| i["id"] != id.as_str())).then_some(())
@@ -275,14 +163,14 @@ async fn dies_after_handing_over_before_the_acknowledgement() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dies_after_the_acknowledgement_before_the_receipt() {
     let scene = Scene::new().await;
-    let a = Process::start(&scene.a, None).await;
-    let b = Process::start(&scene.b, Some(crash::ACKED_NOT_RECEIPTED)).await;
+    let a = AdapterProcess::start(&scene.a, None).await;
+    let b = AdapterProcess::start(&scene.b, Some(crash::ACKED_NOT_RECEIPTED)).await;
     let id = a.send(&scene.b_code(), "ref-1").await.unwrap();
     let letters = b.pending_of("letter", 1).await;
     assert_eq!(letters[0]["id"], id.as_str());
     let _ = b.ack(&id).await;
     b.crashed().await;
-    let b = Process::start(&scene.b, None).await;
+    let b = AdapterProcess::start(&scene.b, None).await;
     assert!(
         b.pending().await.iter().all(|i| i["id"] != id.as_str()),
         "the acknowledgement survived the crash"

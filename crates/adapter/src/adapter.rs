@@ -94,6 +94,9 @@ struct Inner {
     directory_wake: Notify,
     /// The last pending item handed out by `next_item` in this process.
     cursor: Mutex<Option<u64>>,
+    /// Serializes sends with the same idempotency key (striped by the key's hash), so
+    /// concurrent retries cannot each create a letter.
+    key_locks: Vec<tokio::sync::Mutex<()>>,
     shutdown: CancellationToken,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -138,7 +141,7 @@ impl Adapter {
             }
         }
         let ca_pem = read(&pki.ca)?;
-        let crl_pem = read(&pki.crl)?;
+        let crl_pem = newest_crl(&config).map_or_else(|| read(&pki.crl), Ok)?;
         let policy = Policy { max_age: MAX_AGE, ..Policy::default() };
         let verifier = verifier(&ca_pem, &crl_pem, &policy)?;
         std::fs::create_dir_all(&config.data_dir)
@@ -159,6 +162,7 @@ impl Adapter {
                 items_wake: Notify::new(),
                 directory_wake: Notify::new(),
                 cursor: Mutex::new(None),
+                key_locks: (0..64).map(|_| tokio::sync::Mutex::new(())).collect(),
                 shutdown: CancellationToken::new(),
                 tasks: Mutex::new(Vec::new()),
                 config,
@@ -219,6 +223,13 @@ impl Adapter {
         idempotency_key: Option<&str>,
     ) -> Result<String> {
         let inner = &self.inner;
+        let _same_key = match idempotency_key {
+            Some(key) => {
+                let stripe = key.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+                Some(inner.key_locks[stripe % inner.key_locks.len()].lock().await)
+            }
+            None => None,
+        };
         if let Some(key) = idempotency_key
             && let Some(id) = inner.store.key(key)?
         {
@@ -895,7 +906,10 @@ fn record_receipt(
     let at = verified.header.created_at.as_ref().and_then(from_timestamp).map_or(0, |t| t.timestamp_millis());
     mark_sent(adapter, batch, &receipt.letter_id, |record| {
         if let Some(recipient) = record.recipients.iter_mut().find(|r| r.agency == agency) {
-            recipient.steps.push(SentStep { status: status.to_owned(), at_ms: at, detail });
+            // Receipts can arrive out of order: keep the timeline in the order they were
+            // signed.
+            let position = recipient.steps.partition_point(|step| step.at_ms <= at);
+            recipient.steps.insert(position, SentStep { status: status.to_owned(), at_ms: at, detail });
             if rank(status) > rank(&recipient.status) || status == "referred" {
                 recipient.status = status.to_owned();
             }
@@ -963,13 +977,34 @@ fn record_notice(adapter: &Adapter, batch: &mut Batch, notice: &pb::Notice) -> R
     Ok(false)
 }
 
+/// Where a CRL received from the platform is kept: the data folder, since the bundle
+/// may be read-only.
+fn saved_crl_path(config: &AdapterConfig) -> std::path::PathBuf {
+    config.data_dir.join("crl.pem")
+}
+
+/// The newer of the bundle's CRL and the one last received from the platform.
+fn newest_crl(config: &AdapterConfig) -> Option<Vec<u8>> {
+    let parse = |path: &std::path::Path| {
+        let pem = std::fs::read(path).ok()?;
+        let crl = openssl::x509::X509Crl::from_pem(&pem).ok()?;
+        Some((pem, crl))
+    };
+    match (parse(&config.pki.crl), parse(&saved_crl_path(config))) {
+        (Some((bundle, b)), Some((saved, s))) => {
+            Some(if s.last_update() > b.last_update() { saved } else { bundle })
+        }
+        (Some((pem, _)), None) | (None, Some((pem, _))) => Some(pem),
+        (None, None) => None,
+    }
+}
+
 /// Installs the CRL from a directory snapshot when it is valid and newer than ours.
 fn update_crl(adapter: &Adapter, der: &[u8]) {
     let Ok(crl) = openssl::x509::X509Crl::from_der(der) else { return };
     let Ok(pem) = crl.to_pem() else { return };
-    let path = &adapter.inner.config.pki.crl;
-    let newer = std::fs::read(path)
-        .ok()
+    let path = saved_crl_path(&adapter.inner.config);
+    let newer = newest_crl(&adapter.inner.config)
         .and_then(|current| openssl::x509::X509Crl::from_pem(&current).ok())
         .is_none_or(|current| crl.last_update() > current.last_update());
     if !newer {
@@ -980,7 +1015,7 @@ fn update_crl(adapter: &Adapter, der: &[u8]) {
             if let Ok(mut slot) = adapter.inner.verifier.write() {
                 *slot = Arc::new(fresh);
             }
-            if let Err(error) = write_atomic(path, &pem) {
+            if let Err(error) = write_atomic(&path, &pem) {
                 tracing::warn!(%error, "using the new CRL but cannot save it");
             }
             tracing::info!("CRL updated from the platform's directory");
@@ -990,7 +1025,7 @@ fn update_crl(adapter: &Adapter, der: &[u8]) {
 }
 
 fn reload_crl(adapter: &Adapter) {
-    if let Ok(pem) = std::fs::read(&adapter.inner.config.pki.crl)
+    if let Some(pem) = newest_crl(&adapter.inner.config)
         && let Ok(fresh) = verifier(&adapter.inner.ca_pem, &pem, &adapter.inner.policy)
         && let Ok(mut slot) = adapter.inner.verifier.write()
     {

@@ -169,11 +169,7 @@ async fn authorize(
     request: axum::extract::Request,
     next: Next,
 ) -> Response {
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
+    let presented = bearer(&headers).unwrap_or_default();
     let expected = bridge.token.as_bytes();
     let matches = presented.len() == expected.len() && openssl::memcmp::eq(presented.as_bytes(), expected);
     if matches {
@@ -185,6 +181,44 @@ async fn authorize(
             reason: None,
         }
         .into_response()
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header (the scheme in any case).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// `Json`, with malformed bodies answered in the API's error shape (400).
+struct ApiJson<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
+    }
+}
+
+/// `Query`, with malformed parameters answered in the API's error shape (400).
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match Query::<T>::from_request_parts(parts, state).await {
+            Ok(Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(ApiError::bad_request(rejection.body_text())),
+        }
     }
 }
 
@@ -214,7 +248,7 @@ fn parse_enum<T>(
 
 async fn send(
     State(bridge): State<Bridge>,
-    Json(request): Json<SendRequest>,
+    ApiJson(request): ApiJson<SendRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let classification = parse_enum(
         request.classification.as_deref(),
@@ -247,12 +281,16 @@ async fn send(
 }
 
 async fn sent(State(bridge): State<Bridge>, Path(id): Path<String>) -> ApiResult<Json<crate::SentTracking>> {
-    bridge.adapter.sent(&id)?.map(Json).ok_or_else(|| AdapterError::UnknownItem(id).into())
+    bridge.adapter.sent(&id)?.map(Json).ok_or_else(|| ApiError {
+        status: StatusCode::NOT_FOUND,
+        message: format!("no letter {id} sent by this agency"),
+        reason: None,
+    })
 }
 
 async fn inbox(
     State(bridge): State<Bridge>,
-    Query(limit): Query<Limit>,
+    ApiQuery(limit): ApiQuery<Limit>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let items = bridge.adapter.pending_items(limit.limit.clamp(1, 1000))?;
     Ok(Json(json!({ "items": items })))
@@ -275,7 +313,7 @@ async fn ack(State(bridge): State<Bridge>, Path(id): Path<String>) -> ApiResult<
 async fn status(
     State(bridge): State<Bridge>,
     Path(id): Path<String>,
-    Json(update): Json<StatusUpdate>,
+    ApiJson(update): ApiJson<StatusUpdate>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let receipt = bridge.adapter.set_status(&id, update).await?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "receipt_id": receipt }))))
@@ -283,7 +321,7 @@ async fn status(
 
 async fn redelivery(
     State(bridge): State<Bridge>,
-    Json(request): Json<RedeliveryRequest>,
+    ApiJson(request): ApiJson<RedeliveryRequest>,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     mirsal_envelope::validate::check_envelope_id("envelope_id", &request.envelope_id).map_err(|e| {
         ApiError { status: StatusCode::BAD_REQUEST, reason: Some(e.reason()), message: e.to_string() }

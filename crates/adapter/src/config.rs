@@ -220,7 +220,10 @@ impl AdapterConfig {
             })?;
         }
         if let Some(url) = env(env::WEBHOOK_URL) {
-            self.webhook = Some(WebhookConfig { url, token: None, max_backoff: five_minutes() });
+            match &mut self.webhook {
+                Some(webhook) => webhook.url = url,
+                None => self.webhook = Some(WebhookConfig { url, token: None, max_backoff: five_minutes() }),
+            }
         }
         if let Some(format) = env(env::LOG_FORMAT) {
             self.log.format = match format.as_str() {
