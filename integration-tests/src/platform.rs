@@ -175,6 +175,10 @@ pub struct Platform {
     /// Extra lines for the router's TOML configuration (per section, e.g. `[policy]`).
     pub config_overrides: BTreeMap<&'static str, Vec<String>>,
     pub metrics: mirsal_router::SharedMetrics,
+    /// Where the router's HTTP API listens (a free loopback port).
+    pub http: std::net::SocketAddr,
+    /// The bearer token of the router's HTTP API.
+    pub http_token: String,
 }
 
 impl std::fmt::Debug for Platform {
@@ -206,6 +210,8 @@ impl Platform {
             router: None,
             config_overrides: BTreeMap::new(),
             metrics: Arc::default(),
+            http: free_port(),
+            http_token: format!("{}{}", uuid::Uuid::now_v7().simple(), uuid::Uuid::now_v7().simple()),
         };
         std::fs::create_dir_all(platform.pki_dir()).unwrap();
         write(&platform.pki_dir().join("ca.pem"), &platform.authority.certificate().to_pem().unwrap());
@@ -323,7 +329,8 @@ impl Platform {
     /// The router's configuration file's text, with short intervals for tests.
     pub fn config_toml(&self) -> String {
         let pki = self.pki_dir();
-        let sections: [(&str, Vec<String>); 8] = [
+        write(&self.root().join("router.token"), self.http_token.as_bytes());
+        let sections: [(&str, Vec<String>); 10] = [
             ("broker", vec![format!("url = {:?}", self.vhost.amqp_url()), "prefetch = 256".into()]),
             (
                 "pki",
@@ -343,6 +350,22 @@ impl Platform {
             ("overdue", vec!["check_interval = \"200ms\"".into()]),
             ("audit", vec!["sign_interval = \"500ms\"".into()]),
             ("log", vec!["level = \"warn,mirsal_router=info\"".into()]),
+            (
+                "http",
+                vec![
+                    format!("listen = \"{}\"", self.http),
+                    format!("token_file = {:?}", self.root().join("router.token")),
+                ],
+            ),
+            (
+                "management",
+                vec![
+                    format!("url = {:?}", crate::management_base()),
+                    format!("user = {:?}", self.vhost.management().user()),
+                    format!("password = {:?}", crate::admin_password()),
+                    format!("vhost = {:?}", self.vhost.name()),
+                ],
+            ),
         ];
         let mut text = String::new();
         for (section, mut lines) in sections {
@@ -363,6 +386,11 @@ impl Platform {
         RouterConfig::parse(&self.config_toml(), Path::new("router.toml"), |_| None).unwrap()
     }
 
+    /// The router's HTTP API base URL.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.http)
+    }
+
     /// Starts the router in this process and waits until it consumes the ingress queue.
     pub async fn start_router(&mut self) {
         assert!(self.router.is_none(), "the router is already running");
@@ -375,13 +403,14 @@ impl Platform {
         self.wait_for_router().await;
     }
 
-    /// Waits until a router consumes the ingress queue.
+    /// Waits until the router says it is ready: connected and consuming the ingress
+    /// queue (`/readyz`).
     pub async fn wait_for_router(&self) {
-        let management = self.vhost.management();
-        let vhost = self.vhost.name().to_owned();
-        eventually(PATIENCE, "the router to consume mirsal.ingress", || async {
-            let queue = management.queue(&vhost, topology::INGRESS_QUEUE).await.ok()?;
-            (queue.consumers.unwrap_or(0) > 0).then_some(())
+        let client = reqwest::Client::new();
+        let url = format!("{}/readyz", self.http_url());
+        eventually(PATIENCE, "the router to be ready (/readyz)", || async {
+            let response = client.get(&url).send().await.ok()?;
+            response.status().is_success().then_some(())
         })
         .await;
     }

@@ -13,7 +13,7 @@ use lapin::{
     options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions},
     types::FieldTable,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{Bus, BusError, headers};
 
@@ -101,16 +101,20 @@ fn checked(result: lapin::Result<bool>, what: &str) -> Result<(), BusError> {
 #[derive(Debug)]
 pub struct Deliveries {
     receiver: mpsc::Receiver<Incoming>,
+    subscribed: watch::Receiver<bool>,
 }
 
 impl Deliveries {
     pub(crate) fn start(bus: Bus, queue: String, prefetch: u16, tag: String) -> Self {
         let (sender, receiver) = mpsc::channel(usize::from(prefetch.max(1)));
+        let (subscribed_tx, subscribed) = watch::channel(false);
         tokio::spawn(async move {
             let mut failures = 0u32;
             loop {
                 let Ok(link) = bus.link().await else { return };
-                match subscribe(&link, &queue, prefetch, &tag, &sender).await {
+                let outcome = subscribe(&link, &queue, prefetch, &tag, &sender, &subscribed_tx).await;
+                subscribed_tx.send_replace(false);
+                match outcome {
                     Ok(Flow::ReceiverGone) => return,
                     Ok(Flow::StreamEnded) => failures = 0,
                     Err(error) => {
@@ -127,7 +131,17 @@ impl Deliveries {
                 }
             }
         });
-        Self { receiver }
+        Self { receiver, subscribed }
+    }
+
+    /// Whether the consumer is subscribed right now (for readiness checks).
+    pub fn is_subscribed(&self) -> bool {
+        *self.subscribed.borrow()
+    }
+
+    /// A watch of [`is_subscribed`](Self::is_subscribed), to share with a health check.
+    pub fn subscription(&self) -> watch::Receiver<bool> {
+        self.subscribed.clone()
     }
 
     /// The next delivery; `None` once the bus has shut down.
@@ -147,6 +161,7 @@ async fn subscribe(
     prefetch: u16,
     tag: &str,
     sender: &mpsc::Sender<Incoming>,
+    subscribed: &watch::Sender<bool>,
 ) -> Result<Flow, BusError> {
     let channel =
         link.connection.create_channel().await.map_err(BusError::amqp("opening a consumer channel"))?;
@@ -158,6 +173,7 @@ async fn subscribe(
         .basic_consume(queue.into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default())
         .await
         .map_err(BusError::amqp(format!("consuming {queue}")))?;
+    subscribed.send_replace(true);
     while let Some(delivery) = consumer.next().await {
         let delivery = delivery.map_err(BusError::amqp(format!("receiving from {queue}")))?;
         if sender.send(Incoming { delivery, generation: link.generation }).await.is_err() {

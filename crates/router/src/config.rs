@@ -43,6 +43,16 @@
 //!
 //! [shutdown]
 //! grace = "10s"                  # how long in-flight work may take to drain
+//!
+//! [http]                         # health, metrics, the operators' API and dashboard
+//! listen = "127.0.0.1:8470"      # loopback by default
+//! token_file = "router.token"    # bearer token for everything but /healthz, /readyz, /metrics
+//!
+//! [management]                   # queue figures for the agencies view (optional)
+//! url = "http://127.0.0.1:15672"
+//! user = "mirsal-monitor"
+//! password = "…"                 # or MIRSAL_ROUTER_MANAGEMENT_PASSWORD
+//! vhost = "mirsal"               # default: the broker URL's vhost
 //! ```
 
 use std::{path::PathBuf, time::Duration};
@@ -63,6 +73,9 @@ pub mod env {
     pub const PREFETCH: &str = "MIRSAL_ROUTER_PREFETCH";
     pub const LOG_FORMAT: &str = "MIRSAL_ROUTER_LOG_FORMAT";
     pub const LOG_LEVEL: &str = "MIRSAL_ROUTER_LOG";
+    pub const HTTP_LISTEN: &str = "MIRSAL_ROUTER_HTTP_LISTEN";
+    pub const HTTP_TOKEN: &str = "MIRSAL_ROUTER_HTTP_TOKEN";
+    pub const MANAGEMENT_PASSWORD: &str = "MIRSAL_ROUTER_MANAGEMENT_PASSWORD";
 }
 
 /// A configuration that cannot be used.
@@ -97,6 +110,45 @@ pub struct RouterConfig {
     pub log: LogConfig,
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    pub management: Option<ManagementConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    pub listen: std::net::SocketAddr,
+    /// The file holding the bearer token; `MIRSAL_ROUTER_HTTP_TOKEN` instead.
+    pub token_file: Option<PathBuf>,
+    /// Filled from `token_file` or the environment while loading.
+    #[serde(skip)]
+    pub token: Option<String>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self { listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8470)), token_file: None, token: None }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConfig {
+    pub url: String,
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    pub vhost: Option<String>,
+}
+
+impl std::fmt::Debug for ManagementConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagementConfig")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -310,6 +362,25 @@ impl RouterConfig {
         if let Some(level) = env(env::LOG_LEVEL) {
             self.log.level = level;
         }
+        if let Some(listen) = env(env::HTTP_LISTEN) {
+            self.http.listen = listen.parse().map_err(|_| {
+                invalid(env::HTTP_LISTEN, format!("{listen:?} is not an address such as 127.0.0.1:8470"))
+            })?;
+        }
+        self.http.token = match (env(env::HTTP_TOKEN), &self.http.token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(file)) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| invalid("http.token_file", format!("{}: {e}", file.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if let (Some(password), Some(management)) = (env(env::MANAGEMENT_PASSWORD), self.management.as_mut())
+        {
+            management.password = password;
+        }
         Ok(())
     }
 
@@ -356,6 +427,14 @@ impl RouterConfig {
             if value.is_zero() {
                 return Err(invalid(key, "must be longer than zero"));
             }
+        }
+        if self.http.token.as_deref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("http.token_file", "the bearer token must be at least 16 characters"));
+        }
+        if let Some(management) = &self.management
+            && !(management.url.starts_with("http://") || management.url.starts_with("https://"))
+        {
+            return Err(invalid("management.url", "must be an http:// or https:// URL"));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(invalid(

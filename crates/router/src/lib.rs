@@ -11,18 +11,24 @@
 //! - [`pipeline`]: verify → authorize → dedupe → persist → fan out → ack.
 //! - [`tracking`]: the per-recipient status machine.
 //! - [`notices`]: accepted, rejected and overdue notices, signed by the platform.
+//! - [`metrics`]: the Prometheus metrics.
 //! - [`overdue`]: delivery SLA and `reply_due` checks.
 //! - [`requests`]: directory snapshots and re-deliveries asked for over the bus.
 //! - [`store`]: sled behind one small API, with group-committed flushes.
 //! - [`records`]: the stored record types.
 //! - [`audit`]: the hash chain, its signed heads and `mirsal audit verify`.
+//! - [`http`]: health, metrics, the operators' API and the dashboard; [`views`] and
+//!   [`deadletters`] behind it.
 //!
 //! [`run`] is the whole service; `main.rs` only parses arguments, sets up logging and
 //! turns signals into the shutdown future.
 
 pub mod audit;
 pub mod config;
+pub mod deadletters;
 pub mod directory;
+pub mod http;
+pub mod metrics;
 pub mod notices;
 pub mod overdue;
 pub mod pipeline;
@@ -30,53 +36,23 @@ pub mod records;
 pub mod requests;
 pub mod store;
 pub mod tracking;
+pub mod views;
 
 use std::{
     collections::BTreeMap,
     future::Future,
-    sync::{
-        Arc, RwLock,
-        atomic::{AtomicI64, AtomicU64, Ordering},
-    },
+    sync::{Arc, RwLock},
     time::Duration,
 };
 
 use anyhow::Context as _;
 use mirsal_bus::{Bus, BusConfig, Publisher, TlsConfig, topology};
-use mirsal_envelope::{Limits, Policy, ReasonCode, SigningIdentity, TrustStore, Verifier};
+use mirsal_envelope::{Limits, Policy, SigningIdentity, TrustStore, Verifier};
 use tokio::{sync::Semaphore, task::JoinSet};
 
-use crate::{config::RouterConfig, directory::Directory, notices::Notary, records::Kind, store::Store};
+use crate::{config::RouterConfig, directory::Directory, notices::Notary, store::Store};
 
-/// Counters the router keeps while it runs (exported as metrics).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    pub letters: AtomicU64,
-    pub receipts: AtomicU64,
-    pub rejected: AtomicU64,
-    pub overdue: AtomicU64,
-    pub in_flight: AtomicI64,
-    rejected_by_reason: std::sync::Mutex<BTreeMap<i32, u64>>,
-}
-
-impl Metrics {
-    fn count_accepted(&self, kind: Kind) {
-        let counter = if kind == Kind::Receipt { &self.receipts } else { &self.letters };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn count_rejected(&self, reason: ReasonCode) {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut by_reason) = self.rejected_by_reason.lock() {
-            *by_reason.entry(reason as i32).or_default() += 1;
-        }
-    }
-
-    /// Rejections so far, by numeric reason code.
-    pub fn rejected_by_reason(&self) -> BTreeMap<i32, u64> {
-        self.rejected_by_reason.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-}
+pub use metrics::Metrics;
 
 /// Everything the pipeline shares.
 pub(crate) struct Router {
@@ -90,6 +66,12 @@ pub(crate) struct Router {
     cpu: Semaphore,
     locks: Vec<tokio::sync::Mutex<()>>,
     metrics: Arc<Metrics>,
+    /// Whether the ingress consumer is subscribed.
+    consuming: tokio::sync::watch::Receiver<bool>,
+    /// Queue figures from the management API, refreshed in the background.
+    queues: RwLock<BTreeMap<String, views::QueueView>>,
+    /// Dead-letter operations run one at a time.
+    dead_letters: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Router {
@@ -103,6 +85,19 @@ const LOCK_STRIPES: usize = 1024;
 impl Router {
     fn verifier(&self) -> Arc<Verifier> {
         self.verifier.read().map_or_else(|p| Arc::clone(&p.into_inner()), |v| Arc::clone(&v))
+    }
+
+    fn queues(&self) -> BTreeMap<String, views::QueueView> {
+        self.queues.read().map(|q| q.clone()).unwrap_or_default()
+    }
+
+    fn is_consuming(&self) -> bool {
+        *self.consuming.borrow()
+    }
+
+    /// Connected to the broker and consuming the ingress queue.
+    fn is_ready(&self) -> bool {
+        self.bus.is_connected() && self.is_consuming()
     }
 
     fn directory(&self) -> Arc<Directory> {
@@ -203,7 +198,14 @@ pub async fn run(
         }),
     );
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut deliveries = bus.consume(topology::INGRESS_QUEUE, config.broker.prefetch, "mirsal-router");
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("binding the HTTP API to {}", config.http.listen))?;
     let router = Arc::new(Router {
+        consuming: deliveries.subscription(),
+        queues: RwLock::new(BTreeMap::new()),
+        dead_letters: tokio::sync::Mutex::new(()),
         publisher: bus.publisher(),
         notary: Notary::new(identity, policy(&config)),
         verifier: RwLock::new(Arc::new(verifier)),
@@ -220,8 +222,11 @@ pub async fn run(
     background.spawn(watch_files(Arc::clone(&router)));
     background.spawn(check_overdue(Arc::clone(&router)));
     background.spawn(sign_heads(Arc::clone(&router)));
+    background.spawn(poll_queues(Arc::clone(&router)));
+    let http_stop = tokio_util::sync::CancellationToken::new();
+    let http =
+        tokio::spawn(http::serve_on(Arc::clone(&router), http_listener, http_stop.clone().cancelled_owned()));
 
-    let mut deliveries = bus.consume(topology::INGRESS_QUEUE, router.config.broker.prefetch, "mirsal-router");
     let mut in_flight = JoinSet::new();
     tokio::pin!(shutdown);
     tracing::info!(prefetch = router.config.broker.prefetch, "router started");
@@ -248,6 +253,12 @@ pub async fn run(
         in_flight.abort_all();
     }
     drop(deliveries);
+    http_stop.cancel();
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "the HTTP API stopped with an error"),
+        Err(error) => tracing::warn!(%error, "the HTTP API task failed"),
+    }
     background.shutdown().await;
     in_flight.shutdown().await;
     if let Err(error) = audit::sign_head(&router.store, router.notary.identity(), chrono::Utc::now()) {
@@ -339,6 +350,57 @@ async fn declare_inboxes(
         let _ = channel.close(200, "declared".into()).await;
     }
 }
+
+/// Refreshes the queue figures from the management API every few seconds.
+async fn poll_queues(router: Arc<Router>) {
+    let Some(config) = router.config.management.clone() else { return };
+    let management = match mirsal_bus::Management::new(&config.url, &config.user, &config.password) {
+        Ok(management) => management,
+        Err(error) => {
+            tracing::error!(%error, "management API client; queue figures disabled");
+            return;
+        }
+    };
+    let vhost = config.vhost.clone().unwrap_or_else(|| {
+        router
+            .config
+            .broker
+            .url
+            .parse::<mirsal_bus::lapin::uri::AMQPUri>()
+            .map(|u| u.vhost)
+            .unwrap_or_else(|_| "/".into())
+    });
+    let mut interval = tokio::time::interval(QUEUE_POLL);
+    loop {
+        interval.tick().await;
+        match management.list_queues(&vhost).await {
+            Ok(queues) => {
+                let figures: BTreeMap<String, views::QueueView> = queues
+                    .into_iter()
+                    .filter(|q| q.name.starts_with("mirsal."))
+                    .map(|q| {
+                        router.metrics.queue_depth(&q.name, q.messages.unwrap_or(0));
+                        let view = views::QueueView {
+                            name: q.name.clone(),
+                            messages: q.messages,
+                            ready: q.messages_ready,
+                            unacknowledged: q.messages_unacknowledged,
+                            consumers: q.consumers,
+                        };
+                        (q.name, view)
+                    })
+                    .collect();
+                if let Ok(mut current) = router.queues.write() {
+                    *current = figures;
+                }
+            }
+            Err(error) => tracing::debug!(%error, "queue figures not refreshed"),
+        }
+    }
+}
+
+/// How often the queue figures are refreshed (the management API samples every 5 s).
+const QUEUE_POLL: Duration = Duration::from_secs(5);
 
 async fn check_overdue(router: Arc<Router>) {
     let mut interval = tokio::time::interval(router.config.overdue.check_interval);

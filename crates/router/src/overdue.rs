@@ -71,7 +71,7 @@ pub(crate) async fn check(router: &Arc<Router>) -> Result<usize, String> {
                     detail: format!("due {}", due.to_rfc3339()),
                     at_ms: now.timestamp_millis(),
                 });
-                router.metrics.overdue.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                router.metrics.overdue(if entry.kind == DueKind::Delivery { "delivery" } else { "reply" });
                 sent += 1;
             }
         }

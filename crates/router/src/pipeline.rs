@@ -74,18 +74,21 @@ pub(crate) async fn handle(router: Arc<Router>, mut incoming: Incoming) {
     let user = incoming.user_id().map(str::to_owned);
     let span = tracing::info_span!("envelope", trace_id = %peek(&body).map_or_else(String::new, |(id, _)| id), user = user.as_deref().unwrap_or(""));
     let _entered = span.enter();
-    router.metrics.in_flight.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    router.metrics.enter();
+    router.metrics.received();
     let outcome = process(&router, body.clone(), user.as_deref()).await;
     let settled = match outcome {
         Ok(kind) => {
-            router.metrics.count_accepted(kind);
+            // Accepted means the publishing user is the signer.
+            router.metrics.accepted(kind, user.as_deref().unwrap_or_default());
             incoming.ack().await
         }
         Err(Failure::Refused(refusal)) => {
             tracing::info!(reason = refusal.reason as i32, text = %refusal.text, "refused");
             match refuse(&router, &body, user.as_deref(), &refusal).await {
                 Ok(()) => {
-                    router.metrics.count_rejected(refusal.reason);
+                    router.metrics.rejected(refusal.reason);
+                    router.metrics.dead_lettered(refusal.reason);
                     incoming.ack().await
                 }
                 Err(error) => back_off_and_requeue(&incoming, &error).await,
@@ -93,7 +96,7 @@ pub(crate) async fn handle(router: Arc<Router>, mut incoming: Incoming) {
         }
         Err(Failure::Transient(error)) => back_off_and_requeue(&incoming, &error).await,
     };
-    router.metrics.in_flight.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    router.metrics.leave();
     if let Err(error) = settled {
         // The channel died: the broker delivers the message again, and dedupe makes the
         // second pass finish whatever the first one did not.
@@ -286,6 +289,8 @@ async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -
                 })?;
                 let _ = tracking::apply(&mut row, Status::Queued, now_ms, "", "");
                 batch.put_tracking(&row);
+                batch.undelivered(recipient, now_ms, id, record.priority);
+                router.metrics.submit_to_queued(seconds_between(record.created_at_ms, now_ms));
                 batch.event(event("queued", id, recipient, String::new(), now_ms));
             }
             Err(error) => failure = Some(publish_failure(error)),
@@ -360,6 +365,14 @@ async fn accept_letter(
     }
     if !header.thread_id.is_empty() {
         batch.index_thread(&header.thread_id, id);
+    }
+    batch.index_time(now_ms, id);
+    batch.index_agency(&header.sender, now_ms, id, true);
+    for recipient in &header.recipients {
+        batch.index_agency(&recipient.agency, now_ms, id, false);
+    }
+    if !record.outgoing_number.is_empty() {
+        batch.index_number(&record.outgoing_number, id);
     }
     let recipients = record.recipients.join(",");
     batch.put_envelope_with_event(id, record, event("accepted", id, &header.sender, recipients, now_ms));
@@ -459,6 +472,29 @@ async fn route_receipt(
                 refused(ReasonCode::InvalidTransition, format!("letter {letter_id} at {sender}: {e}"))
             })?;
             let mut batch = Batch::default();
+            // Any receipt shows the letter reached the recipient's system.
+            if let Some(queued) = row.transitions.iter().find(|t| t.status() == Status::Queued) {
+                batch.delivered(sender, queued.at_ms, letter_id);
+            }
+            if status == Status::Registered && !row.incoming_number.is_empty() {
+                batch.index_number(&row.incoming_number, letter_id);
+            }
+            let earlier =
+                |wanted: Status| row.transitions.iter().find(|t| t.status() == wanted).map(|t| t.at_ms);
+            match status {
+                Status::Delivered => {
+                    if let Some(queued) = earlier(Status::Queued) {
+                        router.metrics.queued_to_delivered(seconds_between(queued, now_ms));
+                    }
+                }
+                Status::Registered => {
+                    if let Some(delivered) = earlier(Status::Delivered) {
+                        router.metrics.delivered_to_registered(seconds_between(delivered, now_ms));
+                    }
+                }
+                _ => {}
+            }
+            router.metrics.receipt(sender, status.as_str());
             for due in agenda(router, letter_id, &letter, sender, pb::RecipientRole::Action) {
                 // Any receipt shows the letter was delivered; only these end the wait
                 // for an answer.
@@ -520,6 +556,10 @@ async fn finish_receipt(router: &Arc<Router>, id: &str, record: EnvelopeRecord) 
         router.store.commit(batch)?;
     }
     Ok(Kind::Receipt)
+}
+
+fn seconds_between(from_ms: i64, to_ms: i64) -> f64 {
+    (to_ms - from_ms) as f64 / 1000.0
 }
 
 fn event(kind: &'static str, envelope_id: &str, agency: &str, detail: String, at_ms: i64) -> NewEvent {
@@ -604,4 +644,55 @@ async fn refuse(router: &Router, body: &Bytes, user: Option<&str>, refusal: &Ref
         mandatory: true,
     };
     router.publisher.publish_reliably(&dead_letter, PUBLISH_PATIENCE).await.map_err(|e| e.to_string())
+}
+
+/// Runs a dead letter through the pipeline again as if `origin` had just published it;
+/// see [`crate::deadletters`]. The caller fills in the dead letter's id.
+pub(crate) async fn replay(
+    router: &Arc<Router>,
+    body: Bytes,
+    origin: Option<&str>,
+) -> crate::deadletters::Replayed {
+    let about = peek(&body).map(|(id, _)| id).unwrap_or_default();
+    let replayed = |outcome, reason_code, detail| crate::deadletters::Replayed {
+        id: String::new(),
+        outcome,
+        reason_code,
+        detail,
+    };
+    match process(router, body.clone(), origin).await {
+        Ok(kind) => {
+            router.metrics.accepted(kind, origin.unwrap_or_default());
+            let recorded =
+                record_event(router, "dead-letter-replayed", &about, origin.unwrap_or(""), "accepted".into())
+                    .await;
+            replayed("accepted", None, recorded.err())
+        }
+        Err(Failure::Refused(refusal)) => match refuse(router, &body, origin, &refusal).await {
+            Ok(()) => {
+                router.metrics.rejected(refusal.reason);
+                router.metrics.dead_lettered(refusal.reason);
+                replayed("refused", Some(refusal.reason as i32), Some(refusal.text))
+            }
+            Err(error) => replayed("kept", Some(refusal.reason as i32), Some(error)),
+        },
+        Err(Failure::Transient(error)) => replayed("kept", None, Some(error)),
+    }
+}
+
+/// Appends one audit event and makes it durable.
+///
+/// # Errors
+/// Storage failures, as text.
+pub(crate) async fn record_event(
+    router: &Router,
+    kind: &'static str,
+    envelope_id: &str,
+    agency: &str,
+    detail: String,
+) -> Result<(), String> {
+    let mut batch = Batch::default();
+    batch.event(event(kind, envelope_id, agency, detail, Utc::now().timestamp_millis()));
+    router.store.commit(batch).map_err(|e| e.to_string())?;
+    router.store.flush().await.map_err(|e| e.to_string())
 }

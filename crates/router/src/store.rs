@@ -48,6 +48,10 @@ pub enum TreeName {
     Tracking,
     ByThread,
     Due,
+    ByTime,
+    ByAgency,
+    ByNumber,
+    Undelivered,
 }
 
 /// An audit event to append; sequence and hashes are filled in by [`Store::commit`].
@@ -92,6 +96,36 @@ impl Batch {
 
     pub fn index_thread(&mut self, thread_id: &str, envelope_id: &str) {
         self.puts.push((TreeName::ByThread, pair_key(thread_id, envelope_id), Vec::new()));
+    }
+
+    /// Indexes letter `id`, accepted at `at_ms`, for search by time.
+    pub fn index_time(&mut self, at_ms: i64, id: &str) {
+        self.puts.push((TreeName::ByTime, time_key(at_ms, id), Vec::new()));
+    }
+
+    /// Indexes letter `id` under `agency`, which `sent` or received it.
+    pub fn index_agency(&mut self, agency: &str, at_ms: i64, id: &str, sent: bool) {
+        let mut key = agency.as_bytes().to_vec();
+        key.push(0);
+        key.extend_from_slice(&time_key(at_ms, id));
+        self.puts.push((TreeName::ByAgency, key, vec![if sent { b's' } else { b'r' }]));
+    }
+
+    /// Indexes letter `id` under an outgoing or incoming registry number.
+    pub fn index_number(&mut self, number: &str, id: &str) {
+        self.puts.push((TreeName::ByNumber, pair_key(number, id), Vec::new()));
+    }
+
+    /// Letter `id` of `priority` waits in `agency`'s inbox since `queued_ms` for its
+    /// `delivered` receipt (the agencies view: oldest pending, overdue, backlog).
+    pub fn undelivered(&mut self, agency: &str, queued_ms: i64, id: &str, priority: i32) {
+        let value = vec![u8::try_from(priority).unwrap_or(0)];
+        self.puts.push((TreeName::Undelivered, undelivered_key(agency, queued_ms, id), value));
+    }
+
+    /// Letter `id` was delivered to `agency`.
+    pub fn delivered(&mut self, agency: &str, queued_ms: i64, id: &str) {
+        self.removes.push((TreeName::Undelivered, undelivered_key(agency, queued_ms, id)));
     }
 
     pub fn schedule(&mut self, due: &DueEntry) {
@@ -155,6 +189,27 @@ impl DueEntry {
     }
 }
 
+/// `time (big-endian) || id`: sorts by time, then id.
+fn time_key(at_ms: i64, id: &str) -> Vec<u8> {
+    let mut key = (at_ms.max(0) as u64).to_be_bytes().to_vec();
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+fn undelivered_key(agency: &str, queued_ms: i64, id: &str) -> Vec<u8> {
+    let mut key = agency.as_bytes().to_vec();
+    key.push(0);
+    key.extend_from_slice(&time_key(queued_ms, id));
+    key
+}
+
+/// The time and envelope id of a [`time_key`].
+fn split_time_key(key: &[u8]) -> Option<(i64, String)> {
+    let (time, id) = key.split_at_checked(8)?;
+    let at = i64::try_from(u64::from_be_bytes(time.try_into().ok()?)).ok()?;
+    Some((at, String::from_utf8(id.to_vec()).ok()?))
+}
+
 fn tracking_key(letter_id: &str, recipient: &str) -> Vec<u8> {
     pair_key(letter_id, recipient)
 }
@@ -185,6 +240,10 @@ pub struct Store {
     meta: Tree,
     by_thread: Tree,
     due: Tree,
+    by_time: Tree,
+    by_agency: Tree,
+    by_number: Tree,
+    undelivered: Tree,
     chain: Mutex<ChainState>,
     flush_requests: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flusher: tokio::task::JoinHandle<()>,
@@ -218,6 +277,10 @@ impl Store {
             heads: db.open_tree("audit_heads")?,
             by_thread: db.open_tree("by_thread")?,
             due: db.open_tree("due")?,
+            by_time: db.open_tree("by_time")?,
+            by_agency: db.open_tree("by_agency")?,
+            by_number: db.open_tree("by_number")?,
+            undelivered: db.open_tree("undelivered")?,
             meta,
             chain: Mutex::new(ChainState { next_sequence, last_hash }),
             flush_requests,
@@ -258,14 +321,40 @@ impl Store {
             record.audit_sequence = events.get(index).map_or(0, |e| e.sequence);
             puts.push((TreeName::Envelopes, id.into_bytes(), record.encode_to_vec()));
         }
-        let trees = (&self.envelopes, &self.tracking, &self.by_thread, &self.due, &self.audit, &self.meta);
-        let result: Result<(), TransactionError<()>> =
-            trees.transaction(|(envelopes, tracking, by_thread, due, audit, meta)| {
+        let trees = (
+            &self.envelopes,
+            &self.tracking,
+            &self.by_thread,
+            &self.due,
+            &self.audit,
+            &self.meta,
+            &self.by_time,
+            &self.by_agency,
+            &self.by_number,
+            &self.undelivered,
+        );
+        let result: Result<(), TransactionError<()>> = trees.transaction(
+            |(
+                envelopes,
+                tracking,
+                by_thread,
+                due,
+                audit,
+                meta,
+                by_time,
+                by_agency,
+                by_number,
+                undelivered,
+            )| {
                 let tree = |name: TreeName| match name {
                     TreeName::Envelopes => envelopes,
                     TreeName::Tracking => tracking,
                     TreeName::ByThread => by_thread,
                     TreeName::Due => due,
+                    TreeName::ByTime => by_time,
+                    TreeName::ByAgency => by_agency,
+                    TreeName::ByNumber => by_number,
+                    TreeName::Undelivered => undelivered,
                 };
                 for (name, key, value) in &puts {
                     tree(*name).insert(key.as_slice(), value.as_slice())?;
@@ -281,7 +370,8 @@ impl Store {
                     meta.insert(META_LAST_HASH, last.hash.as_slice())?;
                 }
                 Ok::<(), ConflictableTransactionError<()>>(())
-            });
+            },
+        );
         match result {
             Ok(()) => {}
             Err(TransactionError::Storage(error)) => return Err(error.into()),
@@ -336,6 +426,95 @@ impl Store {
             .collect()
     }
 
+    /// Letters accepted in `[from_ms, to_ms)`, newest first, starting after `cursor` (an
+    /// envelope id returned before), for search. Yields `(accepted_ms, id)`.
+    pub fn letters_by_time(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+        cursor: Option<(i64, String)>,
+    ) -> impl Iterator<Item = Result<(i64, String)>> + '_ {
+        let start = time_key(from_ms, "");
+        let end = match &cursor {
+            Some((at, id)) => time_key(*at, id),
+            None => time_key(to_ms, ""),
+        };
+        self.by_time.range(start..end).rev().map(|item| {
+            let (key, _) = item?;
+            Ok(split_time_key(&key).unwrap_or_default())
+        })
+    }
+
+    /// Letters `agency` sent or received in `[from_ms, to_ms)`, newest first, after
+    /// `cursor`. Yields `(accepted_ms, id, sent)`.
+    pub fn letters_of(
+        &self,
+        agency: &str,
+        from_ms: i64,
+        to_ms: i64,
+        cursor: Option<(i64, String)>,
+    ) -> impl Iterator<Item = Result<(i64, String, bool)>> + '_ {
+        let mut prefix = agency.as_bytes().to_vec();
+        prefix.push(0);
+        let with = |tail: Vec<u8>| [prefix.clone(), tail].concat();
+        let start = with(time_key(from_ms, ""));
+        let end = match &cursor {
+            Some((at, id)) => with(time_key(*at, id)),
+            None => with(time_key(to_ms, "")),
+        };
+        let skip = prefix.len();
+        self.by_agency.range(start..end).rev().map(move |item| {
+            let (key, value) = item?;
+            let (at, id) = split_time_key(&key[skip..]).unwrap_or_default();
+            Ok((at, id, value.first() == Some(&b's')))
+        })
+    }
+
+    /// Letters indexed under registry number `number` (outgoing or incoming).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn letters_numbered(&self, number: &str) -> Result<Vec<String>> {
+        let mut prefix = number.as_bytes().to_vec();
+        prefix.push(0);
+        self.by_number
+            .scan_prefix(&prefix)
+            .map(|item| Ok(String::from_utf8_lossy(&item?.0[prefix.len()..]).into_owned()))
+            .collect()
+    }
+
+    /// How many letters wait for `agency`'s `delivered` receipt, and since when the
+    /// oldest has been waiting (Unix milliseconds).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn undelivered_of(&self, agency: &str) -> Result<(usize, Option<i64>)> {
+        let mut prefix = agency.as_bytes().to_vec();
+        prefix.push(0);
+        let oldest = self
+            .undelivered
+            .scan_prefix(&prefix)
+            .next()
+            .transpose()?
+            .and_then(|(key, _)| split_time_key(&key[prefix.len()..]))
+            .map(|(at, _)| at);
+        let count = self.undelivered.scan_prefix(&prefix).count();
+        Ok((count, oldest))
+    }
+
+    /// The letters waiting for `agency`'s `delivered` receipt, oldest first, as
+    /// `(queued_ms, priority)`.
+    pub fn undelivered_entries(&self, agency: &str) -> impl Iterator<Item = Result<(i64, i32)>> + '_ {
+        let mut prefix = agency.as_bytes().to_vec();
+        prefix.push(0);
+        let skip = prefix.len();
+        self.undelivered.scan_prefix(prefix).map(move |item| {
+            let (key, value) = item?;
+            let queued = split_time_key(&key[skip..]).map_or(0, |(at, _)| at);
+            Ok((queued, i32::from(value.first().copied().unwrap_or(0))))
+        })
+    }
+
     /// Agenda entries due at or before `now_ms`, at most `limit`.
     ///
     /// # Errors
@@ -361,6 +540,14 @@ impl Store {
         self.audit.iter().map(|item| {
             let (key, value) = item?;
             Ok((key.to_vec(), decode(&value, "audit event", &hex::encode(&key))?))
+        })
+    }
+
+    /// Audit events from the newest back.
+    pub fn audit_events_rev(&self) -> impl Iterator<Item = Result<AuditEvent>> + '_ {
+        self.audit.iter().rev().map(|item| {
+            let (key, value) = item?;
+            decode(&value, "audit event", &hex::encode(&key))
         })
     }
 

@@ -78,6 +78,13 @@ pub fn apply(
 ) -> Result<(), InvalidTransition> {
     let from = row.status();
     let invalid = || InvalidTransition { from: from.as_str(), to: to.as_str() };
+    // Every receipt implies delivery, and receipts about one letter are processed
+    // concurrently: a `delivered` that arrives after the final status is recorded, not
+    // refused.
+    if to == Status::Delivered && rank(from).is_none() && matches!(from, Status::Closed | Status::Refused) {
+        row.transitions.push(transition(to, at_ms, receipt_id, detail));
+        return Ok(());
+    }
     let from_rank = rank(from).ok_or_else(invalid)?;
     match (to, rank(to)) {
         (Status::Refused, _) if from_rank >= 4 => return Err(invalid()),
@@ -120,7 +127,7 @@ mod tests {
             assert_eq!(row.status(), status);
         }
         assert_eq!(row.transitions.len(), 7);
-        assert!(apply(&mut row, Status::Delivered, 99, "", "").is_err(), "closed is terminal");
+        assert!(apply(&mut row, Status::Registered, 99, "", "").is_err(), "closed is terminal");
     }
 
     #[test]
@@ -131,6 +138,16 @@ mod tests {
         assert_eq!(row.status(), Status::Registered);
         assert_eq!(row.incoming_number, "IN/7");
         assert_eq!(row.transitions.iter().map(|t| t.status).collect::<Vec<_>>(), vec![1, 4, 3]);
+    }
+
+    #[test]
+    fn a_late_delivered_after_the_final_status_is_recorded() {
+        let mut row = row();
+        apply(&mut row, Status::Refused, 3, "r2", "misaddressed").unwrap();
+        apply(&mut row, Status::Delivered, 2, "r1", "").unwrap();
+        assert_eq!(row.status(), Status::Refused);
+        assert_eq!(row.transitions.len(), 3);
+        assert!(apply(&mut row, Status::Registered, 4, "r3", "IN/1").is_err());
     }
 
     #[test]
