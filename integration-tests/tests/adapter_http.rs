@@ -265,7 +265,7 @@ async fn the_bridge_refuses_a_missing_token_bad_input_and_unknown_ids() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{}", response.url());
         let error: Value = response.json().await.unwrap();
         let message = error["error"].as_str().unwrap();
-        assert!(message.starts_with("no ") && message.contains(&id), "{message}");
+        assert!(message.starts_with("no ") && message.contains(id), "{message}");
     }
     scene.finish().await;
 }

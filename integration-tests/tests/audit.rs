@@ -37,7 +37,11 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A copy of the router's data with `tamper` applied to its audit tree.
-async fn tampered(platform: &Platform, name: &str, tamper: impl FnOnce(&sled::Tree)) -> std::path::PathBuf {
+async fn tampered(
+    platform: &Platform,
+    name: &str,
+    tamper: impl FnOnce(&mirsal_router::store::Table),
+) -> std::path::PathBuf {
     let copy = platform.root().join(name);
     copy_dir(&platform.data_dir(), &copy);
     let store = mirsal_router::store::Store::open(&copy).unwrap();

@@ -19,6 +19,7 @@
 //!
 //! [storage]
 //! data_dir = "data/router"
+//! cache_mb = 256                 # sled's page cache: the bulk of the router's memory
 //!
 //! [directory]
 //! path = "data/directory.json"   # written by `mirsal agency`; reloaded when it changes
@@ -185,6 +186,13 @@ pub struct PkiConfig {
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
     pub data_dir: PathBuf,
+    /// sled's page cache, in MiB: the bulk of the router's memory.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+}
+
+fn default_cache_mb() -> u64 {
+    256
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -175,9 +175,14 @@ pub async fn run(
     let directory = Arc::new(RwLock::new(Arc::new(Directory::load(&config.directory.path)?)));
     std::fs::create_dir_all(&config.storage.data_dir)
         .with_context(|| format!("creating {}", config.storage.data_dir.display()))?;
-    let store = Store::open(&config.storage.data_dir).with_context(|| {
-        format!("opening the store in {} (is another router using it?)", config.storage.data_dir.display())
-    })?;
+    let store =
+        Store::open_with_cache(&config.storage.data_dir, config.storage.cache_mb.saturating_mul(1024 * 1024))
+            .with_context(|| {
+                format!(
+                    "opening the store in {} (is another router using it?)",
+                    config.storage.data_dir.display()
+                )
+            })?;
 
     let settings = topology::QueueSettings { delivery_limit: config.broker.delivery_limit };
     let setup_directory = Arc::clone(&directory);

@@ -258,18 +258,13 @@ async fn route_letter(
 /// lock.
 async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -> Result<Kind, Failure> {
     let kind = record.kind();
-    let pending: Vec<String> = router
-        .store
-        .tracking(id)?
-        .into_iter()
-        .filter(|row| row.status() == Status::Accepted)
-        .map(|row| row.recipient)
-        .collect();
+    let pending: Vec<_> =
+        router.store.tracking(id)?.into_iter().filter(|row| row.status() == Status::Accepted).collect();
     let properties = delivery_properties(id, &record.sender, kind);
-    let publishes = pending.iter().map(|recipient| {
+    let publishes = pending.iter().map(|row| {
         let message = Outgoing {
             exchange: topology::DELIVER_EXCHANGE.to_owned(),
-            routing_key: recipient.clone(),
+            routing_key: row.recipient.clone(),
             payload: record.envelope.clone(),
             properties: properties.clone(),
             mandatory: true,
@@ -281,12 +276,11 @@ async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -
     let now_ms = Utc::now().timestamp_millis();
     let mut batch = Batch::default();
     let mut failure = None;
-    for (recipient, result) in pending.iter().zip(results) {
+    for (mut row, result) in pending.into_iter().zip(results) {
+        let recipient = row.recipient.clone();
+        let recipient = recipient.as_str();
         match result {
             Ok(()) => {
-                let mut row = router.store.tracking_row(id, recipient)?.ok_or_else(|| {
-                    Failure::Transient(format!("tracking row of {id} for {recipient} vanished"))
-                })?;
                 let _ = tracking::apply(&mut row, Status::Queued, now_ms, "", "");
                 batch.put_tracking(&row);
                 batch.undelivered(recipient, now_ms, id, record.priority);
@@ -299,8 +293,12 @@ async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -
     if !batch.is_empty() {
         router.store.commit(batch)?;
     }
+    // One flush per letter: the acceptance and the fan-out become durable together,
+    // before the proof of submission goes out and before the delivery is acknowledged.
+    // (A crash before it means a redelivery that publishes again to recipients, who
+    // dedupe by envelope id.)
+    router.store.flush().await?;
     if let Some(failure) = failure {
-        router.store.flush().await?;
         return Err(failure);
     }
 
@@ -316,11 +314,11 @@ async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -
             .accepted(&record.sender, (id, digest), accepted_at, record.audit_sequence, Utc::now())
             .map_err(|e| Failure::Transient(e.to_string()))?;
         publish_notice(router, &record.sender, &notice).await.map_err(publish_failure)?;
+        // Not flushed: if it is lost, a redelivery sends the notice once more.
         let mut batch = Batch::default();
-        batch.put_envelope(id, &EnvelopeRecord { completed: true, ..record });
+        batch.mark_completed(id);
         router.store.commit(batch)?;
     }
-    router.store.flush().await?;
     Ok(kind)
 }
 
@@ -375,13 +373,10 @@ async fn accept_letter(
         batch.index_number(&record.outgoing_number, id);
     }
     let recipients = record.recipients.join(",");
-    batch.put_envelope_with_event(id, record, event("accepted", id, &header.sender, recipients, now_ms));
-    router.store.commit(batch)?;
-    router.store.flush().await?;
-    router
-        .store
-        .envelope(id)?
-        .ok_or_else(|| Failure::Transient(format!("envelope {id} vanished after commit")))
+    let accepted = event("accepted", id, &header.sender, recipients, now_ms);
+    batch.put_envelope_with_event(id, record.clone(), accepted);
+    let sequences = router.store.commit(batch)?;
+    Ok(EnvelopeRecord { audit_sequence: sequences.first().copied().unwrap_or(0), ..record })
 }
 
 /// What the overdue checker must look at for this letter and recipient.
@@ -520,17 +515,10 @@ async fn route_receipt(
                 ..EnvelopeRecord::default()
             };
             let detail = format!("{letter_id} {} {detail}", status.as_str());
-            batch.put_envelope_with_event(
-                id,
-                receipt_record,
-                event("receipt", id, sender, detail.trim().to_owned(), now_ms),
-            );
-            router.store.commit(batch)?;
-            router.store.flush().await?;
-            router
-                .store
-                .envelope(id)?
-                .ok_or_else(|| Failure::Transient(format!("receipt {id} vanished after commit")))?
+            let event = event("receipt", id, sender, detail.trim().to_owned(), now_ms);
+            batch.put_envelope_with_event(id, receipt_record.clone(), event);
+            let sequences = router.store.commit(batch)?;
+            EnvelopeRecord { audit_sequence: sequences.first().copied().unwrap_or(0), ..receipt_record }
         }
     };
     finish_receipt(router, id, record).await
@@ -550,11 +538,13 @@ async fn finish_receipt(router: &Arc<Router>, id: &str, record: EnvelopeRecord) 
         };
         router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await.map_err(publish_failure)?;
         let mut batch = Batch::default();
-        batch.put_envelope(id, &EnvelopeRecord { completed: true, ..record });
-        // Not flushed before the ack: if it is lost, a redelivery forwards the receipt
-        // once more, which the letter's sender dedupes by envelope id.
+        batch.mark_completed(id);
         router.store.commit(batch)?;
     }
+    // The tracking update and the archive become durable before the ack. (Forwarded
+    // first: after a crash in between, the redelivery forwards the receipt once more,
+    // which the letter's sender dedupes by envelope id.)
+    router.store.flush().await?;
     Ok(Kind::Receipt)
 }
 

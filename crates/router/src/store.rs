@@ -1,23 +1,22 @@
 //! The router's state in sled, behind one small API.
 //!
-//! Trees: `envelopes` (archive, by envelope id), `tracking` (letter id, 0, recipient),
-//! `audit` (sequence, big-endian), `audit_heads` (signed chain heads), `meta`,
-//! `by_thread` (thread id, 0, envelope id) and `due` (due time, big-endian, then letter
-//! id, recipient and kind: the overdue checker's agenda).
+//! Everything lives in one sled tree, each table under its own one-byte key prefix:
+//! envelopes (the archive, by envelope id), tracking (letter id, 0, recipient), audit
+//! (sequence, big-endian), signed chain heads, completion marks, and the indexes: by thread, by
+//! acceptance time, by agency, by registry number, undelivered letters per agency, and
+//! the overdue checker's agenda (due time, letter, recipient, kind).
 //!
-//! Every change goes through [`Store::commit`], which applies a [`Batch`] in one sled
-//! transaction and appends its audit events to the hash chain in the same transaction,
-//! so the archive, the tracking rows and the audit log never disagree. Nothing is
+//! Every change goes through [`Store::commit`], which applies a [`Batch`] as one atomic
+//! sled batch (cheaper than a multi-tree transaction) and appends its audit events to the
+//! hash chain in the same batch, so the archive, the tracking rows and the audit log never
+//! disagree. Nothing is
 //! durable until [`Store::flush`] returns; the pipeline flushes before it acknowledges
 //! anything, and concurrent flushes are grouped into one (group commit).
 
 use std::{path::Path, sync::Mutex};
 
 use prost::Message as _;
-use sled::{
-    Transactional as _, Tree,
-    transaction::{ConflictableTransactionError, TransactionError},
-};
+use sled::{IVec, Tree};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::records::{AuditEvent, ChainHead, EnvelopeRecord, TrackingRecord};
@@ -38,8 +37,6 @@ pub enum StoreError {
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 const ZERO_HASH: [u8; 32] = [0; 32];
-const META_NEXT_SEQUENCE: &[u8] = b"audit.next_sequence";
-const META_LAST_HASH: &[u8] = b"audit.last_hash";
 
 /// Which tree a write goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +49,7 @@ pub enum TreeName {
     ByAgency,
     ByNumber,
     Undelivered,
+    Completed,
 }
 
 /// An audit event to append; sequence and hashes are filled in by [`Store::commit`].
@@ -92,6 +90,12 @@ impl Batch {
             tracking_key(&row.letter_id, &row.recipient),
             row.encode_to_vec(),
         ));
+    }
+
+    /// The work after accepting envelope `id` is done (its notice or forwarding was
+    /// confirmed). A small mark of its own, so the archived record is never rewritten.
+    pub fn mark_completed(&mut self, id: &str) {
+        self.puts.push((TreeName::Completed, id.as_bytes().to_vec(), Vec::new()));
     }
 
     pub fn index_thread(&mut self, thread_id: &str, envelope_id: &str) {
@@ -222,7 +226,71 @@ fn pair_key(a: &str, b: &str) -> Vec<u8> {
     key
 }
 
-/// Where the hash chain ends, kept in memory and in `meta`.
+/// One table of the store: the keys of the shared tree under one prefix byte. Keys
+/// given to and returned by a table never include the prefix.
+#[derive(Debug, Clone)]
+pub struct Table {
+    tree: Tree,
+    prefix: u8,
+}
+
+type Entry = sled::Result<(IVec, IVec)>;
+
+fn strip(item: Entry) -> Entry {
+    item.map(|(key, value)| (IVec::from(&key[1..]), value))
+}
+
+impl Table {
+    fn full(&self, key: &[u8]) -> Vec<u8> {
+        let mut full = Vec::with_capacity(key.len() + 1);
+        full.push(self.prefix);
+        full.extend_from_slice(key);
+        full
+    }
+
+    /// The value under `key`.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn get(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        self.tree.get(self.full(key.as_ref()))
+    }
+
+    /// Writes `value` under `key` on its own (outside any batch).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn insert(&self, key: impl AsRef<[u8]>, value: impl Into<IVec>) -> sled::Result<Option<IVec>> {
+        self.tree.insert(self.full(key.as_ref()), value)
+    }
+
+    /// Removes `key` on its own (outside any batch).
+    ///
+    /// # Errors
+    /// sled failures.
+    pub fn remove(&self, key: impl AsRef<[u8]>) -> sled::Result<Option<IVec>> {
+        self.tree.remove(self.full(key.as_ref()))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> impl DoubleEndedIterator<Item = Entry> + use<> {
+        self.tree.scan_prefix(self.full(prefix)).map(strip)
+    }
+
+    fn range(&self, start: &[u8], end: &[u8]) -> impl DoubleEndedIterator<Item = Entry> + use<> {
+        self.tree.range(self.full(start)..self.full(end)).map(strip)
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = Entry> + use<> {
+        self.scan_prefix(&[])
+    }
+
+    fn last(&self) -> sled::Result<Option<(IVec, IVec)>> {
+        self.iter().next_back().transpose()
+    }
+}
+
+/// Where the hash chain ends, kept in memory (and found again at start from the last
+/// audit event).
 #[derive(Debug)]
 struct ChainState {
     next_sequence: u64,
@@ -233,20 +301,20 @@ struct ChainState {
 #[derive(Debug)]
 pub struct Store {
     db: sled::Db,
-    envelopes: Tree,
-    tracking: Tree,
-    audit: Tree,
-    heads: Tree,
-    meta: Tree,
-    by_thread: Tree,
-    due: Tree,
-    by_time: Tree,
-    by_agency: Tree,
-    by_number: Tree,
-    undelivered: Tree,
+    envelopes: Table,
+    tracking: Table,
+    audit: Table,
+    heads: Table,
+    completed: Table,
+    by_thread: Table,
+    due: Table,
+    by_time: Table,
+    by_agency: Table,
+    by_number: Table,
+    undelivered: Table,
     chain: Mutex<ChainState>,
     flush_requests: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
-    flusher: tokio::task::JoinHandle<()>,
+    flusher: std::thread::JoinHandle<()>,
 }
 
 impl Store {
@@ -256,32 +324,48 @@ impl Store {
     /// # Errors
     /// sled cannot open the directory (e.g. another router holds it).
     pub fn open(dir: &Path) -> Result<Self> {
-        let db = sled::Config::new().path(dir).open()?;
-        let store = Self::with_db(db)?;
-        Ok(store)
+        Self::open_with_cache(dir, 64 * 1024 * 1024)
+    }
+
+    /// Like [`open`](Self::open), with sled's page cache limited to `cache_bytes` (the
+    /// bulk of the router's memory).
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<Self> {
+        let db = sled::Config::new().path(dir).cache_capacity(cache_bytes).open()?;
+        Self::with_db(db)
     }
 
     fn with_db(db: sled::Db) -> Result<Self> {
-        let meta = db.open_tree("meta")?;
-        let next_sequence = meta
-            .get(META_NEXT_SEQUENCE)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map_or(1, u64::from_be_bytes);
-        let last_hash = meta.get(META_LAST_HASH)?.map_or_else(|| ZERO_HASH.to_vec(), |v| v.to_vec());
+        let tree: Tree = (*db).clone();
+        let table = |prefix: u8| Table { tree: tree.clone(), prefix };
+        let audit = table(b'a');
+        let (next_sequence, last_hash) = match audit.last()? {
+            Some((_, value)) => {
+                let event: AuditEvent = decode(&value, "audit event", "last")?;
+                (event.sequence + 1, event.hash)
+            }
+            None => (1, ZERO_HASH.to_vec()),
+        };
         let (flush_requests, receiver) = mpsc::unbounded_channel();
-        let flusher = tokio::spawn(group_commit(db.clone(), receiver));
+        let flusher_db = db.clone();
+        let flusher = std::thread::Builder::new()
+            .name("mirsal-flusher".into())
+            .spawn(move || group_commit(&flusher_db, receiver))
+            .map_err(|e| StoreError::Flush(format!("cannot start the flusher thread: {e}")))?;
         Ok(Self {
-            envelopes: db.open_tree("envelopes")?,
-            tracking: db.open_tree("tracking")?,
-            audit: db.open_tree("audit")?,
-            heads: db.open_tree("audit_heads")?,
-            by_thread: db.open_tree("by_thread")?,
-            due: db.open_tree("due")?,
-            by_time: db.open_tree("by_time")?,
-            by_agency: db.open_tree("by_agency")?,
-            by_number: db.open_tree("by_number")?,
-            undelivered: db.open_tree("undelivered")?,
-            meta,
+            envelopes: table(b'e'),
+            tracking: table(b't'),
+            audit,
+            heads: table(b'h'),
+            by_thread: table(b'r'),
+            due: table(b'd'),
+            by_time: table(b'i'),
+            by_agency: table(b'g'),
+            by_number: table(b'n'),
+            undelivered: table(b'u'),
+            completed: table(b'c'),
             chain: Mutex::new(ChainState { next_sequence, last_hash }),
             flush_requests,
             flusher,
@@ -321,67 +405,35 @@ impl Store {
             record.audit_sequence = events.get(index).map_or(0, |e| e.sequence);
             puts.push((TreeName::Envelopes, id.into_bytes(), record.encode_to_vec()));
         }
-        let trees = (
-            &self.envelopes,
-            &self.tracking,
-            &self.by_thread,
-            &self.due,
-            &self.audit,
-            &self.meta,
-            &self.by_time,
-            &self.by_agency,
-            &self.by_number,
-            &self.undelivered,
-        );
-        let result: Result<(), TransactionError<()>> = trees.transaction(
-            |(
-                envelopes,
-                tracking,
-                by_thread,
-                due,
-                audit,
-                meta,
-                by_time,
-                by_agency,
-                by_number,
-                undelivered,
-            )| {
-                let tree = |name: TreeName| match name {
-                    TreeName::Envelopes => envelopes,
-                    TreeName::Tracking => tracking,
-                    TreeName::ByThread => by_thread,
-                    TreeName::Due => due,
-                    TreeName::ByTime => by_time,
-                    TreeName::ByAgency => by_agency,
-                    TreeName::ByNumber => by_number,
-                    TreeName::Undelivered => undelivered,
-                };
-                for (name, key, value) in &puts {
-                    tree(*name).insert(key.as_slice(), value.as_slice())?;
-                }
-                for (name, key) in &batch.removes {
-                    tree(*name).remove(key.as_slice())?;
-                }
-                if let Some(last) = events.last() {
-                    for event in &events {
-                        audit.insert(&event.sequence.to_be_bytes(), event.encode_to_vec())?;
-                    }
-                    meta.insert(META_NEXT_SEQUENCE, &(last.sequence + 1).to_be_bytes())?;
-                    meta.insert(META_LAST_HASH, last.hash.as_slice())?;
-                }
-                Ok::<(), ConflictableTransactionError<()>>(())
-            },
-        );
-        match result {
-            Ok(()) => {}
-            Err(TransactionError::Storage(error)) => return Err(error.into()),
-            // The closure above never aborts.
-            Err(TransactionError::Abort(())) => return Err(StoreError::Flush("transaction aborted".into())),
+        let mut writes = sled::Batch::default();
+        for (name, key, value) in &puts {
+            writes.insert(self.table(*name).full(key), value.as_slice());
         }
+        for (name, key) in &batch.removes {
+            writes.remove(self.table(*name).full(key));
+        }
+        for event in &events {
+            writes.insert(self.audit.full(&event.sequence.to_be_bytes()), event.encode_to_vec());
+        }
+        self.db.apply_batch(writes)?;
         let sequences = events.iter().map(|e| e.sequence).collect();
         chain.next_sequence = sequence;
         chain.last_hash = previous;
         Ok(sequences)
+    }
+
+    fn table(&self, name: TreeName) -> &Table {
+        match name {
+            TreeName::Envelopes => &self.envelopes,
+            TreeName::Tracking => &self.tracking,
+            TreeName::ByThread => &self.by_thread,
+            TreeName::Due => &self.due,
+            TreeName::ByTime => &self.by_time,
+            TreeName::ByAgency => &self.by_agency,
+            TreeName::ByNumber => &self.by_number,
+            TreeName::Undelivered => &self.undelivered,
+            TreeName::Completed => &self.completed,
+        }
     }
 
     /// The archived envelope `id`.
@@ -389,7 +441,10 @@ impl Store {
     /// # Errors
     /// sled failures, a record that does not decode.
     pub fn envelope(&self, id: &str) -> Result<Option<EnvelopeRecord>> {
-        self.envelopes.get(id.as_bytes())?.map(|v| decode(&v, "envelope", id)).transpose()
+        let Some(value) = self.envelopes.get(id.as_bytes())? else { return Ok(None) };
+        let mut record: EnvelopeRecord = decode(&value, "envelope", id)?;
+        record.completed |= self.completed.get(id.as_bytes())?.is_some();
+        Ok(Some(record))
     }
 
     /// The tracking row of (`letter_id`, `recipient`).
@@ -410,7 +465,7 @@ impl Store {
     pub fn tracking(&self, letter_id: &str) -> Result<Vec<TrackingRecord>> {
         let mut prefix = letter_id.as_bytes().to_vec();
         prefix.push(0);
-        self.tracking.scan_prefix(prefix).map(|item| decode(&item?.1, "tracking", letter_id)).collect()
+        self.tracking.scan_prefix(&prefix).map(|item| decode(&item?.1, "tracking", letter_id)).collect()
     }
 
     /// Envelope ids in thread `thread_id`, oldest first (ids are UUIDv7).
@@ -439,7 +494,7 @@ impl Store {
             Some((at, id)) => time_key(*at, id),
             None => time_key(to_ms, ""),
         };
-        self.by_time.range(start..end).rev().map(|item| {
+        self.by_time.range(&start, &end).rev().map(|item| {
             let (key, _) = item?;
             Ok(split_time_key(&key).unwrap_or_default())
         })
@@ -463,7 +518,7 @@ impl Store {
             None => with(time_key(to_ms, "")),
         };
         let skip = prefix.len();
-        self.by_agency.range(start..end).rev().map(move |item| {
+        self.by_agency.range(&start, &end).rev().map(move |item| {
             let (key, value) = item?;
             let (at, id) = split_time_key(&key[skip..]).unwrap_or_default();
             Ok((at, id, value.first() == Some(&b's')))
@@ -508,7 +563,7 @@ impl Store {
         let mut prefix = agency.as_bytes().to_vec();
         prefix.push(0);
         let skip = prefix.len();
-        self.undelivered.scan_prefix(prefix).map(move |item| {
+        self.undelivered.scan_prefix(&prefix).map(move |item| {
             let (key, value) = item?;
             let queued = split_time_key(&key[skip..]).map_or(0, |(at, _)| at);
             Ok((queued, i32::from(value.first().copied().unwrap_or(0))))
@@ -522,7 +577,7 @@ impl Store {
     pub fn due_before(&self, now_ms: i64, limit: usize) -> Result<Vec<DueEntry>> {
         let end = (now_ms.max(0) as u64).saturating_add(1).to_be_bytes();
         self.due
-            .range(..end.as_slice())
+            .range(&[], end.as_slice())
             .take(limit)
             .filter_map(|item| item.map(|(key, _)| DueEntry::from_key(&key)).transpose())
             .collect::<Result<Vec<_>, sled::Error>>()
@@ -582,9 +637,9 @@ impl Store {
             .map_or(0, u64::from_be_bytes))
     }
 
-    /// Raw access to the audit tree, for `mirsal audit verify`'s tests that tamper with
+    /// Raw access to the audit table, for `mirsal audit verify`'s tests that tamper with
     /// it on purpose.
-    pub fn audit_tree(&self) -> &Tree {
+    pub fn audit_tree(&self) -> &Table {
         &self.audit
     }
 
@@ -596,7 +651,7 @@ impl Store {
     pub async fn close(self) -> Result<()> {
         let Self { db, flush_requests, flusher, .. } = self;
         drop(flush_requests);
-        let _ = flusher.await;
+        let _ = tokio::task::spawn_blocking(move || flusher.join()).await;
         db.flush_async().await?;
         Ok(())
     }
@@ -642,16 +697,16 @@ fn decode<T: prost::Message + Default>(bytes: &[u8], what: &str, key: &str) -> R
     T::decode(bytes).map_err(|source| StoreError::Corrupt { what: format!("{what} {key}"), source })
 }
 
-async fn group_commit(
-    db: sled::Db,
-    mut requests: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>,
-) {
-    while let Some(first) = requests.recv().await {
+/// The group commit: one thread that flushes back to back, each flush serving every
+/// request that arrived while the previous one ran. (sled's `flush_async` hands each
+/// call to its IO thread pool, which under load means thousands of thread hand-offs.)
+fn group_commit(db: &sled::Db, mut requests: mpsc::UnboundedReceiver<oneshot::Sender<Result<(), String>>>) {
+    while let Some(first) = requests.blocking_recv() {
         let mut waiting = vec![first];
         while let Ok(next) = requests.try_recv() {
             waiting.push(next);
         }
-        let result = db.flush_async().await.map(|_| ()).map_err(|e| e.to_string());
+        let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
         for waiter in waiting {
             let _ = waiter.send(result.clone());
         }
