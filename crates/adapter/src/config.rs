@@ -54,20 +54,8 @@ pub mod env {
     pub const LOG_LEVEL: &str = "MIRSAL_ADAPTER_LOG";
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {problem}")]
-    Invalid { key: String, problem: String },
-}
-
-fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), problem: problem.into() }
-}
+use mirsal_service::invalid;
+pub use mirsal_service::{ConfigError, LogConfig, LogFormat};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -135,26 +123,6 @@ fn five_minutes() -> Duration {
     Duration::from_secs(300)
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { format: LogFormat::Human, level: "info".into() }
-    }
-}
-
 impl AdapterConfig {
     /// Reads `path`, resolves relative paths against its folder, applies the environment
     /// overrides and validates.
@@ -172,8 +140,7 @@ impl AdapterConfig {
     /// # Errors
     /// As [`load`](Self::load).
     pub fn parse(text: &str, path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut config: Self = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let mut config: Self = mirsal_service::read_toml(text, path)?;
         let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         config.resolve(base);
         config.apply_env(env)?;
@@ -225,16 +192,7 @@ impl AdapterConfig {
                 None => self.webhook = Some(WebhookConfig { url, token: None, max_backoff: five_minutes() }),
             }
         }
-        if let Some(format) = env(env::LOG_FORMAT) {
-            self.log.format = match format.as_str() {
-                "human" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                other => return Err(invalid(env::LOG_FORMAT, format!("{other:?}: expected human or json"))),
-            };
-        }
-        if let Some(level) = env(env::LOG_LEVEL) {
-            self.log.level = level;
-        }
+        self.log.apply_env(&env, env::LOG_FORMAT, env::LOG_LEVEL)?;
         Ok(())
     }
 
@@ -266,9 +224,7 @@ impl AdapterConfig {
         {
             return Err(invalid("webhook.url", "must be an http:// or https:// URL"));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(invalid("log.level", format!("{:?} is not a log filter", self.log.level)));
-        }
+        self.log.validate()?;
         Ok(())
     }
 }

@@ -79,20 +79,8 @@ pub mod env {
     pub const MANAGEMENT_PASSWORD: &str = "MIRSAL_ROUTER_MANAGEMENT_PASSWORD";
 }
 
-/// A configuration that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {message}")]
-    Parse { path: PathBuf, message: String },
-    #[error("{key}: {problem}")]
-    Invalid { key: String, problem: String },
-}
-
-fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key: key.to_owned(), problem: problem.into() }
-}
+use mirsal_service::invalid;
+pub use mirsal_service::{ConfigError, LogConfig, LogFormat};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -278,26 +266,6 @@ impl Default for AuditConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Human,
-    Json,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    pub format: LogFormat,
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self { format: LogFormat::Human, level: "info".into() }
-    }
-}
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownConfig {
@@ -331,8 +299,7 @@ impl RouterConfig {
         path: &std::path::Path,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
-        let mut config: Self = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string() })?;
+        let mut config: Self = mirsal_service::read_toml(text, path)?;
         config.apply_env(env)?;
         config.validate()?;
         Ok(config)
@@ -360,16 +327,7 @@ impl RouterConfig {
                 .parse()
                 .map_err(|_| invalid(env::PREFETCH, format!("{prefetch:?} is not a number 1-65535")))?;
         }
-        if let Some(format) = env(env::LOG_FORMAT) {
-            self.log.format = match format.as_str() {
-                "human" => LogFormat::Human,
-                "json" => LogFormat::Json,
-                other => return Err(invalid(env::LOG_FORMAT, format!("{other:?}: expected human or json"))),
-            };
-        }
-        if let Some(level) = env(env::LOG_LEVEL) {
-            self.log.level = level;
-        }
+        self.log.apply_env(&env, env::LOG_FORMAT, env::LOG_LEVEL)?;
         if let Some(listen) = env(env::HTTP_LISTEN) {
             self.http.listen = listen.parse().map_err(|_| {
                 invalid(env::HTTP_LISTEN, format!("{listen:?} is not an address such as 127.0.0.1:8470"))
@@ -444,12 +402,7 @@ impl RouterConfig {
         {
             return Err(invalid("management.url", "must be an http:// or https:// URL"));
         }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            return Err(invalid(
-                "log.level",
-                format!("{:?} is not a log filter such as info or mirsal=debug", self.log.level),
-            ));
-        }
+        self.log.validate()?;
         Ok(())
     }
 }
