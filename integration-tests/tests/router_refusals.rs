@@ -253,19 +253,15 @@ async fn each_class_of_bad_input_is_refused_with_its_code_and_dead_lettered() {
         b.next_matching("the next valid letter", |r| r.message_id.as_deref() == Some(next_id.as_str())).await;
     assert_eq!(delivered.bytes, next);
 
-    // Every refusal is in the dead-letter queue with its reason code in the headers.
-    let management = platform.vhost.management();
-    let vhost = platform.vhost.name().to_owned();
-    let mut dead: Vec<i64> = eventually(PATIENCE, "every refusal in mirsal.dead-letters", || async {
-        let queue = management.queue(&vhost, "mirsal.dead-letters").await.ok()?;
-        (queue.messages.unwrap_or(0) >= expected.len() as u64).then_some(())?;
-        let messages = management.get_messages(&vhost, "mirsal.dead-letters", 500, true).await.ok()?;
-        Some(
-            messages
-                .iter()
-                .filter_map(|m| m.header("mirsal-reason-code")?.as_str()?.parse::<i64>().ok())
-                .collect(),
-        )
+    // Every refusal is a dead letter with its reason code, kept by the router.
+    let api = reqwest::Client::new();
+    let url = format!("{}/api/v1/dead-letters?limit=1000", platform.http_url());
+    let mut dead: Vec<i64> = eventually(PATIENCE, "every refusal in the dead letters", || async {
+        let listed: serde_json::Value =
+            api.get(&url).bearer_auth(&platform.http_token).send().await.ok()?.json().await.ok()?;
+        let codes: Vec<i64> =
+            listed["items"].as_array()?.iter().filter_map(|d| d["reason_code"].as_i64()).collect();
+        expected.iter().all(|code| codes.contains(&i64::from(*code as i32))).then_some(codes)
     })
     .await;
     dead.sort_unstable();

@@ -22,6 +22,8 @@ pub const TRACE_ID: &str = "mirsal-trace-id";
 /// On dead letters: the numeric reason code and its text.
 pub const REASON_CODE: &str = "mirsal-reason-code";
 pub const REASON: &str = "mirsal-reason";
+/// On dead letters the router refused: the queue the envelope came from.
+pub const QUEUE: &str = "mirsal-queue";
 /// Set by RabbitMQ on quorum queue redeliveries.
 pub const DELIVERY_COUNT: &str = "x-delivery-count";
 

@@ -1,36 +1,74 @@
-//! The dead-letter queue, for the platform team: list, inspect, replay, discard.
+//! The dead letters, for the platform team: kept, listed, inspected, replayed, discarded.
 //!
-//! `mirsal.dead-letters` holds what the router refused (a copy with the reason code in
+//! `mirsal.dead-letters` receives what the router refused (a copy with the reason code in
 //! its headers) and what a queue gave up on after its delivery limit (with RabbitMQ's
-//! `x-death` headers). A dead letter is named by the first 16 hex digits of the SHA-256
-//! of its body.
+//! `x-death` headers). The router moves each one into its store as it arrives
+//! ([`keep`]): written and flushed first, acknowledged after, so a dead letter is never
+//! lost. Looking at them then never touches the broker. (Reading a queue means taking
+//! its messages and handing them back, which a quorum queue counts as a delivery each
+//! time: from RabbitMQ 4.0 it drops a message past 20 of them by default, and the
+//! messages are away from every other reader meanwhile.)
+//!
+//! A dead letter is named by the first 16 hex digits of the SHA-256 of its body; the same
+//! bytes dying again update the one record (its latest reason, how often it died).
 //!
 //! Replaying runs the message through the pipeline again in this process, as if it had
 //! just arrived from the agency that published it (its AMQP `user_id`, or the origin the
 //! router recorded), and removes it from the dead letters only once that is done: accepted
-//! (fanned out, exactly once thanks to dedupe) or refused again (a fresh dead letter with
-//! the new reason replaces it). A transient failure leaves it where it is.
+//! (fanned out, exactly once thanks to dedupe) or refused again (the new reason comes
+//! back through the dead-letter queue and replaces the old one). A transient failure
+//! leaves it where it is.
 
-use std::{sync::Arc, time::Duration};
-
-use bytes::Bytes;
-use mirsal_bus::{
-    headers,
-    lapin::{
-        BasicProperties,
-        message::BasicGetMessage,
-        options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueueDeclareOptions},
-        types::{AMQPValue, FieldTable},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
     },
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use mirsal_bus::{
+    Backoff, Incoming,
+    headers::{self, header_str},
+    lapin::types::{AMQPValue, FieldTable},
     topology,
 };
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::{Router, pipeline};
+use crate::{
+    Router, pipeline,
+    records::DeadLetterRecord,
+    store::{Batch, Store, StoreError},
+};
 
-/// The most messages one operation looks through.
-const SCAN_LIMIT: usize = 10_000;
+/// How many dead letters the broker hands the router at once.
+const PREFETCH: u16 = 16;
+
+/// The dead letters' lock and count, beside the records in the store.
+#[derive(Debug)]
+pub(crate) struct DeadLetters {
+    /// Held while a dead letter is written, replayed or discarded.
+    lock: tokio::sync::Mutex<()>,
+    count: AtomicUsize,
+}
+
+impl DeadLetters {
+    /// Counts the dead letters kept in `store`.
+    ///
+    /// # Errors
+    /// sled failures.
+    pub(crate) fn open(store: &Store) -> Result<Self, StoreError> {
+        let count = store.dead_letter_ids().try_fold(0, |n, id| id.map(|_| n + 1))?;
+        Ok(Self { lock: tokio::sync::Mutex::new(()), count: AtomicUsize::new(count) })
+    }
+
+    /// How many dead letters are kept.
+    pub(crate) fn count(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+}
 
 /// One dead letter as the API shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -46,15 +84,61 @@ pub struct DeadLetter {
     /// `refused` (by the router), or RabbitMQ's reason: `rejected`, `delivery_limit`, …
     pub death: String,
     pub size: usize,
+    /// When it first reached the dead letters.
+    pub received_at: Option<DateTime<Utc>>,
+    /// When it reached them last.
+    pub last_died_at: Option<DateTime<Utc>>,
+    /// How many times these bytes reached the dead letters.
+    pub deaths: u32,
 }
 
-/// A dead letter with its content, for inspection.
+impl From<&DeadLetterRecord> for DeadLetter {
+    fn from(record: &DeadLetterRecord) -> Self {
+        Self {
+            id: record.id.clone(),
+            message_id: record.message_id.clone(),
+            reason_code: record.reason_code,
+            reason: record.reason.clone(),
+            origin: record.origin.clone(),
+            queue: record.queue.clone(),
+            death: record.death.clone(),
+            size: record.body.len(),
+            received_at: DateTime::from_timestamp_millis(record.received_at_ms),
+            last_died_at: DateTime::from_timestamp_millis(record.last_died_at_ms),
+            deaths: record.deaths,
+        }
+    }
+}
+
+/// A dead letter with its envelope, for inspection.
 #[derive(Debug, Clone, Serialize)]
 pub struct Inspected {
     #[serde(flatten)]
     pub dead_letter: DeadLetter,
-    /// The envelope's JSON view when the body is one (sealed letters stay sealed).
+    /// The envelope's JSON view when the body is one, without what the letter says (see
+    /// [`without_content`]; sealed letters stay sealed).
     pub envelope: Option<Value>,
+}
+
+/// `view` with a plain letter's text and attachment contents replaced by their sizes:
+/// the platform team sees who sent what to whom and why it died, as in the envelope
+/// view, never the correspondence itself.
+fn without_content(mut view: Value) -> Value {
+    let Some(letter) = view.pointer_mut("/content/letter").and_then(Value::as_object_mut) else {
+        return view;
+    };
+    if let Some(body) = letter.get_mut("body") {
+        let characters = body.as_str().map_or(0, |text| text.chars().count());
+        *body = Value::String(format!("({characters} characters withheld)"));
+    }
+    for attachment in letter.get_mut("attachments").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(content) = attachment.get_mut("content") {
+            // Base64 in the JSON view: three bytes for every four characters.
+            let bytes = content.as_str().map_or(0, |b64| b64.trim_end_matches('=').len() * 3 / 4);
+            *content = Value::String(format!("({bytes} bytes withheld)"));
+        }
+    }
+    view
 }
 
 /// What a replay did.
@@ -72,199 +156,279 @@ pub struct Replayed {
 pub enum DeadLetterError {
     #[error("no dead letter {0}")]
     NotFound(String),
-    #[error("broker: {0}")]
-    Broker(String),
-}
-
-fn broker(error: impl std::fmt::Display) -> DeadLetterError {
-    DeadLetterError::Broker(error.to_string())
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 fn id_of(body: &[u8]) -> String {
     hex::encode(&mirsal_envelope::sha256(body)[..8])
 }
 
-fn header_value<'a>(headers: Option<&'a FieldTable>, name: &str) -> Option<&'a AMQPValue> {
-    headers?.inner().get(name)
+fn long_string(headers: Option<&FieldTable>, name: &str) -> Option<String> {
+    match headers?.inner().get(name)? {
+        AMQPValue::LongString(value) => Some(String::from_utf8_lossy(value.as_bytes()).into_owned()),
+        _ => None,
+    }
 }
 
-fn describe(message: &BasicGetMessage) -> DeadLetter {
-    let properties: &BasicProperties = &message.delivery.properties;
+/// The record for dead letter `incoming`, which died at `now_ms`.
+fn record_of(incoming: &Incoming, now_ms: i64) -> DeadLetterRecord {
+    let properties = incoming.properties();
     let table = properties.headers().as_ref();
-    let text = |name| headers::header_str(table, name).map(str::to_owned);
-    let refused_by_router = text(headers::REASON_CODE).is_some();
-    let death = if refused_by_router {
+    let text = |name| header_str(table, name).map(str::to_owned);
+    let reason_code = text(headers::REASON_CODE);
+    let death = if reason_code.is_some() {
         "refused".to_owned()
     } else {
-        match header_value(table, "x-first-death-reason") {
-            Some(AMQPValue::LongString(reason)) => String::from_utf8_lossy(reason.as_bytes()).into_owned(),
-            _ => "unknown".to_owned(),
-        }
+        long_string(table, "x-first-death-reason").unwrap_or_else(|| "unknown".to_owned())
     };
-    let queue = text("mirsal-queue").or_else(|| match header_value(table, "x-first-death-queue") {
-        Some(AMQPValue::LongString(queue)) => Some(String::from_utf8_lossy(queue.as_bytes()).into_owned()),
-        _ => None,
-    });
-    let origin = properties
-        .user_id()
-        .as_ref()
-        .map(|u| u.to_string())
-        .or_else(|| text(headers::ORIGIN))
-        .filter(|o| !o.is_empty());
-    DeadLetter {
-        id: id_of(&message.delivery.data),
-        message_id: properties.message_id().as_ref().map(|m| m.to_string()).filter(|m| !m.is_empty()),
-        reason_code: text(headers::REASON_CODE).and_then(|c| c.parse().ok()),
+    let body = bytes::Bytes::copy_from_slice(incoming.body());
+    DeadLetterRecord {
+        id: id_of(&body),
+        message_id: incoming.message_id().map(str::to_owned).filter(|m| !m.is_empty()),
+        reason_code: reason_code.and_then(|c| c.parse().ok()),
         reason: text(headers::REASON),
-        origin,
-        queue,
+        origin: incoming
+            .user_id()
+            .map(str::to_owned)
+            .or_else(|| text(headers::ORIGIN))
+            .filter(|o| !o.is_empty()),
+        queue: text(headers::QUEUE).or_else(|| long_string(table, "x-first-death-queue")),
         death,
-        size: message.delivery.data.len(),
+        received_at_ms: now_ms,
+        last_died_at_ms: now_ms,
+        deaths: 1,
+        body,
     }
 }
 
-/// Messages taken from the dead-letter queue and not yet settled; the dead-letter lock
-/// is held until [`Fetched::settle`].
-struct Fetched<'a> {
-    _serial: tokio::sync::MutexGuard<'a, ()>,
-    channel: mirsal_bus::lapin::Channel,
-    messages: Vec<BasicGetMessage>,
-}
-
-/// Takes up to `limit` messages from the dead-letter queue without acknowledging them.
-async fn fetch(router: &Router, limit: usize) -> Result<Fetched<'_>, DeadLetterError> {
-    let serial = router.dead_letters.lock().await;
-    let channel = router.bus.create_channel().await.map_err(broker)?;
-    let queue = channel
-        .queue_declare(
-            topology::DEAD_LETTER_QUEUE.into(),
-            QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
-            FieldTable::default(),
-        )
-        .await
-        .map_err(broker)?;
-    let count =
-        usize::try_from(queue.message_count()).unwrap_or(SCAN_LIMIT).min(SCAN_LIMIT).min(limit.max(1));
-    let mut messages = Vec::with_capacity(count);
-    for _ in 0..count {
-        match channel.basic_get(topology::DEAD_LETTER_QUEUE.into(), BasicGetOptions::default()).await {
-            Ok(Some(message)) => messages.push(message),
-            Ok(None) => break,
-            Err(error) => return Err(broker(error)),
+/// Moves every message of `mirsal.dead-letters` into the store, for as long as the
+/// router runs.
+pub(crate) async fn keep(router: Arc<Router>) {
+    let mut deliveries =
+        router.bus.consume(topology::DEAD_LETTER_QUEUE, PREFETCH, "mirsal-router-dead-letters");
+    while let Some(incoming) = deliveries.next().await {
+        let record = record_of(&incoming, Utc::now().timestamp_millis());
+        let id = record.id.clone();
+        // Never handed back on a storage failure (that would count as a delivery):
+        // tried again here until it is kept, or until the router stops and the broker
+        // gives it to the next one.
+        let mut attempt = 0;
+        while let Err(error) = store(&router, record.clone(), incoming.redelivered()).await {
+            let delay = Backoff::default().delay(attempt);
+            tracing::warn!(%error, dead_letter = %id, retry_in_ms = delay.as_millis() as u64, "could not keep a dead letter");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+        if let Err(error) = incoming.ack().await {
+            // It comes again and updates the same record.
+            tracing::debug!(%error, dead_letter = %id, "could not acknowledge a kept dead letter");
         }
     }
-    Ok(Fetched { _serial: serial, channel, messages })
 }
 
-impl Fetched<'_> {
-    /// Acknowledges (removes) the messages marked `consumed` and hands the others back.
-    async fn settle(self, consumed: &[bool]) -> Result<(), DeadLetterError> {
-        for (message, consumed) in self.messages.iter().zip(consumed.iter().chain(std::iter::repeat(&false)))
-        {
-            if *consumed {
-                message.delivery.acker.ack(BasicAckOptions::default()).await.map_err(broker)?;
-            } else {
-                let _ =
-                    message.delivery.acker.nack(BasicNackOptions { multiple: false, requeue: true }).await;
-            }
-        }
-        let _ = self.channel.close(200, "done".into()).await;
-        Ok(())
+/// Writes dead letter `record`, or updates the one with its id: a death counts once,
+/// however often the broker delivers it (`redelivered`: it may have been kept already).
+async fn store(router: &Router, mut record: DeadLetterRecord, redelivered: bool) -> Result<(), StoreError> {
+    let dead_letters = &router.dead_letters;
+    let _serial = dead_letters.lock.lock().await;
+    let existing = router.store.dead_letter(&record.id)?;
+    if let Some(existing) = &existing {
+        record.received_at_ms = existing.received_at_ms;
+        record.deaths = if redelivered { existing.deaths.max(1) } else { existing.deaths + 1 };
     }
+    let mut batch = Batch::default();
+    batch.put_dead_letter(&record);
+    router.store.commit(batch)?;
+    router.store.flush().await?;
+    if existing.is_none() {
+        let count = dead_letters.count.fetch_add(1, Ordering::Relaxed) + 1;
+        router.metrics.dead_letters_kept(count);
+        tracing::info!(dead_letter = %record.id, death = %record.death, reason_code = ?record.reason_code, "dead letter kept");
+    }
+    Ok(())
+}
 
-    fn position(&self, id: &str) -> Option<usize> {
-        self.messages.iter().position(|m| id_of(&m.delivery.data) == id)
+/// Removes dead letter `record` and appends audit event `event` with it.
+async fn remove(
+    router: &Router,
+    record: &DeadLetterRecord,
+    event: Option<crate::store::NewEvent>,
+) -> Result<(), StoreError> {
+    let mut batch = Batch::default();
+    batch.remove_dead_letter(record);
+    if let Some(event) = event {
+        batch.event(event);
     }
+    router.store.commit(batch)?;
+    router.store.flush().await?;
+    let count = router.dead_letters.count.fetch_sub(1, Ordering::Relaxed).saturating_sub(1);
+    router.metrics.dead_letters_kept(count);
+    Ok(())
+}
+
+fn found(router: &Router, id: &str) -> Result<DeadLetterRecord, DeadLetterError> {
+    router.store.dead_letter(id)?.ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))
 }
 
 /// Up to `limit` dead letters, oldest first.
 ///
 /// # Errors
-/// Broker failures.
-pub(crate) async fn list(router: &Router, limit: usize) -> Result<Vec<DeadLetter>, DeadLetterError> {
-    let fetched = fetch(router, limit).await?;
-    let listed = fetched.messages.iter().map(describe).collect();
-    fetched.settle(&[]).await?;
+/// Storage failures.
+pub(crate) fn list(router: &Router, limit: usize) -> Result<Vec<DeadLetter>, DeadLetterError> {
+    let mut listed = Vec::new();
+    for id in router.store.dead_letter_ids().take(limit) {
+        // One replayed or discarded since the index was read is simply left out.
+        if let Some(record) = router.store.dead_letter(&id?)? {
+            listed.push(DeadLetter::from(&record));
+        }
+    }
     Ok(listed)
 }
 
 /// Dead letter `id` with its content.
 ///
 /// # Errors
-/// [`DeadLetterError::NotFound`], broker failures.
-pub(crate) async fn inspect(router: &Router, id: &str) -> Result<Inspected, DeadLetterError> {
-    let fetched = fetch(router, SCAN_LIMIT).await?;
-    let found = fetched.position(id).map(|index| {
-        let message = &fetched.messages[index];
-        let envelope = mirsal_envelope::json::envelope_view_bytes(&message.delivery.data).ok();
-        Inspected { dead_letter: describe(message), envelope }
-    });
-    fetched.settle(&[]).await?;
-    found.ok_or_else(|| DeadLetterError::NotFound(id.to_owned()))
+/// [`DeadLetterError::NotFound`], storage failures.
+pub(crate) fn inspect(router: &Router, id: &str) -> Result<Inspected, DeadLetterError> {
+    let record = found(router, id)?;
+    let envelope = mirsal_envelope::json::envelope_view_bytes(&record.body).ok().map(without_content);
+    Ok(Inspected { dead_letter: DeadLetter::from(&record), envelope })
 }
 
 /// Removes dead letter `id` for good (recorded in the audit log).
 ///
 /// # Errors
-/// [`DeadLetterError::NotFound`], broker failures.
+/// [`DeadLetterError::NotFound`], storage failures.
 pub(crate) async fn discard(router: &Router, id: &str) -> Result<DeadLetter, DeadLetterError> {
-    let fetched = fetch(router, SCAN_LIMIT).await?;
-    let Some(index) = fetched.position(id) else {
-        fetched.settle(&[]).await?;
-        return Err(DeadLetterError::NotFound(id.to_owned()));
-    };
-    let discarded = describe(&fetched.messages[index]);
-    let mut consumed = vec![false; fetched.messages.len()];
-    consumed[index] = true;
-    fetched.settle(&consumed).await?;
-    let detail = format!("dead letter {id}");
-    let envelope = discarded.message_id.as_deref().unwrap_or("");
-    pipeline::record_event(
-        router,
+    let _serial = router.dead_letters.lock.lock().await;
+    let record = found(router, id)?;
+    let event = pipeline::event(
         "dead-letter-discarded",
-        envelope,
-        discarded.origin.as_deref().unwrap_or(""),
-        detail,
-    )
-    .await
-    .map_err(broker)?;
-    Ok(discarded)
+        record.message_id.as_deref().unwrap_or(""),
+        record.origin.as_deref().unwrap_or(""),
+        format!("dead letter {id}"),
+        Utc::now().timestamp_millis(),
+    );
+    remove(router, &record, Some(event)).await?;
+    Ok(DeadLetter::from(&record))
 }
 
 /// Replays dead letter `id`, or every dead letter when `id` is `None`, at most
 /// `per_second` a second.
 ///
 /// # Errors
-/// [`DeadLetterError::NotFound`] for an unknown `id`, broker failures.
+/// [`DeadLetterError::NotFound`] for an unknown `id`, storage failures.
 pub(crate) async fn replay(
     router: &Arc<Router>,
     id: Option<&str>,
     per_second: u32,
 ) -> Result<Vec<Replayed>, DeadLetterError> {
-    let pause = Duration::from_secs(1) / per_second.max(1);
-    let fetched = fetch(router, SCAN_LIMIT).await?;
-    let mut consumed = vec![false; fetched.messages.len()];
-    let mut results = Vec::new();
-    for (index, message) in fetched.messages.iter().enumerate() {
-        let this = id_of(&message.delivery.data);
-        if id.is_some_and(|wanted| wanted != this) {
-            continue;
+    let Some(id) = id else {
+        let pause = Duration::from_secs(1) / per_second.max(1);
+        let ids = router.store.dead_letter_ids().collect::<Result<Vec<_>, _>>()?;
+        let mut results = Vec::with_capacity(ids.len());
+        for (index, id) in ids.iter().enumerate() {
+            if index > 0 {
+                tokio::time::sleep(pause).await;
+            }
+            match replay_one(router, id).await {
+                Ok(replayed) => results.push(replayed),
+                // Discarded (or replayed by another call) meanwhile.
+                Err(DeadLetterError::NotFound(_)) => {}
+                Err(error) => return Err(error),
+            }
         }
-        let origin = describe(message).origin;
-        let body = Bytes::from(message.delivery.data.clone());
-        let outcome = pipeline::replay(router, body, origin.as_deref()).await;
-        consumed[index] = outcome.outcome != "kept";
-        results.push(Replayed { id: this, ..outcome });
-        if id.is_some() {
-            break;
-        }
-        tokio::time::sleep(pause).await;
+        return Ok(results);
+    };
+    replay_one(router, id).await.map(|replayed| vec![replayed])
+}
+
+async fn replay_one(router: &Arc<Router>, id: &str) -> Result<Replayed, DeadLetterError> {
+    let _serial = router.dead_letters.lock.lock().await;
+    let record = found(router, id)?;
+    let outcome = pipeline::replay(router, record.body.clone(), record.origin.as_deref()).await;
+    if outcome.outcome == "accepted" {
+        remove(router, &record, None).await?;
     }
-    fetched.settle(&consumed).await?;
-    if let Some(id) = id
-        && results.is_empty()
-    {
-        return Err(DeadLetterError::NotFound(id.to_owned()));
+    Ok(Replayed { id: id.to_owned(), ..outcome })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_inspected_view_withholds_what_a_plain_letter_says() {
+        let view = json!({
+            "content": {
+                "header": { "envelopeId": "E", "subject": "بشأن الميزانية" },
+                "letter": {
+                    "subject": "بشأن الميزانية",
+                    "body": "تحية طيبة",
+                    "attachments": [
+                        { "fileName": "a.pdf", "size": 5, "content": "aGVsbG8=" },
+                        { "fileName": "b.txt", "content": "YWJj" },
+                    ],
+                },
+            },
+        });
+        let shown = without_content(view);
+        let letter = &shown["content"]["letter"];
+        assert_eq!(letter["body"], "(9 characters withheld)");
+        assert_eq!(letter["attachments"][0]["content"], "(5 bytes withheld)");
+        assert_eq!(letter["attachments"][1]["content"], "(3 bytes withheld)");
+        assert_eq!(letter["attachments"][0]["fileName"], "a.pdf", "the rest stays");
+        assert_eq!(letter["subject"], "بشأن الميزانية");
+        assert_eq!(shown["content"]["header"]["envelopeId"], "E");
     }
-    Ok(results)
+
+    #[test]
+    fn a_view_without_a_plain_letter_is_unchanged() {
+        let sealed =
+            json!({ "content": { "header": { "envelopeId": "E" }, "sealed": { "ciphertext": "AAAA" } } });
+        assert_eq!(without_content(sealed.clone()), sealed);
+        assert_eq!(without_content(json!("garbage")), json!("garbage"));
+    }
+
+    #[tokio::test]
+    async fn dead_letters_are_kept_updated_listed_oldest_first_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let record = |body: &'static [u8], at: i64| DeadLetterRecord {
+            id: id_of(body),
+            body: bytes::Bytes::from_static(body),
+            death: "refused".into(),
+            received_at_ms: at,
+            last_died_at_ms: at,
+            deaths: 1,
+            ..DeadLetterRecord::default()
+        };
+        let (late, early) = (record(b"late", 2_000), record(b"early", 1_000));
+        let mut batch = Batch::default();
+        batch.put_dead_letter(&late);
+        batch.put_dead_letter(&early);
+        store.commit(batch).unwrap();
+        let ids = || store.dead_letter_ids().collect::<Result<Vec<_>, _>>().unwrap();
+        assert_eq!(ids(), [early.id.clone(), late.id.clone()]);
+        assert_eq!(DeadLetters::open(&store).unwrap().count(), 2);
+
+        let again = DeadLetterRecord { last_died_at_ms: 3_000, deaths: 2, ..early.clone() };
+        let mut batch = Batch::default();
+        batch.put_dead_letter(&again);
+        store.commit(batch).unwrap();
+        assert_eq!(store.dead_letter(&early.id).unwrap(), Some(again.clone()));
+        assert_eq!(ids(), [early.id.clone(), late.id.clone()], "an update keeps its place");
+
+        let mut batch = Batch::default();
+        batch.remove_dead_letter(&again);
+        store.commit(batch).unwrap();
+        assert_eq!(store.dead_letter(&early.id).unwrap(), None);
+        assert_eq!(ids(), vec![late.id]);
+        assert_eq!(DeadLetters::open(&store).unwrap().count(), 1);
+    }
 }

@@ -28,13 +28,13 @@ use std::{future::Future, sync::Arc};
 
 use axum::{
     Json, Router as Routes,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{FromRequestParts, Path, Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
     middleware::{self, Next},
     response::{Html, IntoResponse, Response},
     routing::{get, post},
 };
-use serde::Deserialize;
+use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::json;
 
 use crate::{Router, audit, deadletters, views};
@@ -64,6 +64,20 @@ fn not_found(what: impl std::fmt::Display) -> ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
+/// A query string, refused with a JSON 400 naming the bad parameter.
+struct ApiQuery<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError(StatusCode::BAD_REQUEST, rejection.body_text()))
+    }
+}
+
 /// The routes.
 pub(crate) fn routes(router: Shared) -> Routes {
     let api = Routes::new()
@@ -86,6 +100,10 @@ pub(crate) fn routes(router: Shared) -> Routes {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(api)
+        .fallback(|| async { not_found("such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
+        })
         .with_state(router)
 }
 
@@ -117,12 +135,19 @@ async fn authorize(
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .unwrap_or_default();
     if presented.len() == expected.len() && openssl::memcmp::eq(presented.as_bytes(), expected.as_bytes()) {
         next.run(request).await
     } else {
-        ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response()
+        let mut response =
+            ApiError(StatusCode::UNAUTHORIZED, "missing or wrong bearer token".into()).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"mirsal\""));
+        response
     }
 }
 
@@ -162,7 +187,7 @@ async fn envelope(
 
 async fn search(
     State(router): State<Shared>,
-    Query(query): Query<views::SearchQuery>,
+    ApiQuery(query): ApiQuery<views::SearchQuery>,
 ) -> ApiResult<Json<views::SearchPage>> {
     views::search(&router, &query).map(Json).map_err(|error| match error {
         views::SearchError::Bad(message) => ApiError(StatusCode::BAD_REQUEST, message),
@@ -188,7 +213,7 @@ impl Limit {
 
 async fn rejections(
     State(router): State<Shared>,
-    Query(limit): Query<Limit>,
+    ApiQuery(limit): ApiQuery<Limit>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let events = views::recent_events(&router, "rejected", limit.get()).map_err(internal)?;
     Ok(Json(json!({ "items": events })))
@@ -196,7 +221,7 @@ async fn rejections(
 
 async fn overdue(
     State(router): State<Shared>,
-    Query(limit): Query<Limit>,
+    ApiQuery(limit): ApiQuery<Limit>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let events = views::recent_events(&router, "overdue", limit.get()).map_err(internal)?;
     Ok(Json(json!({ "items": events })))
@@ -205,17 +230,15 @@ async fn overdue(
 fn dead_letter_error(error: deadletters::DeadLetterError) -> ApiError {
     match error {
         deadletters::DeadLetterError::NotFound(id) => not_found(format!("dead letter {id}")),
-        other @ deadletters::DeadLetterError::Broker(_) => {
-            ApiError(StatusCode::BAD_GATEWAY, other.to_string())
-        }
+        other @ deadletters::DeadLetterError::Store(_) => internal(other),
     }
 }
 
 async fn dead_letters(
     State(router): State<Shared>,
-    Query(limit): Query<Limit>,
+    ApiQuery(limit): ApiQuery<Limit>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let items = deadletters::list(&router, limit.get()).await.map_err(dead_letter_error)?;
+    let items = deadletters::list(&router, limit.get()).map_err(dead_letter_error)?;
     Ok(Json(json!({ "items": items })))
 }
 
@@ -223,7 +246,7 @@ async fn dead_letter(
     State(router): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<deadletters::Inspected>> {
-    deadletters::inspect(&router, &id).await.map(Json).map_err(dead_letter_error)
+    deadletters::inspect(&router, &id).map(Json).map_err(dead_letter_error)
 }
 
 async fn discard(
@@ -248,7 +271,7 @@ struct Rate {
 
 async fn replay_all(
     State(router): State<Shared>,
-    Query(rate): Query<Rate>,
+    ApiQuery(rate): ApiQuery<Rate>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let per_second = rate.per_second.unwrap_or(20).clamp(1, 1000);
     let items = deadletters::replay(&router, None, per_second).await.map_err(dead_letter_error)?;

@@ -70,8 +70,8 @@ pub(crate) struct Router {
     consuming: tokio::sync::watch::Receiver<bool>,
     /// Queue figures from the management API, refreshed in the background.
     queues: RwLock<BTreeMap<String, views::QueueView>>,
-    /// Dead-letter operations run one at a time.
-    dead_letters: tokio::sync::Mutex<()>,
+    /// The dead letters kept in the store: their lock and count.
+    dead_letters: deadletters::DeadLetters,
 }
 
 impl std::fmt::Debug for Router {
@@ -183,6 +183,8 @@ pub async fn run(
                     config.storage.data_dir.display()
                 )
             })?;
+    let dead_letters = deadletters::DeadLetters::open(&store).context("counting the dead letters")?;
+    metrics.dead_letters_kept(dead_letters.count());
 
     let settings = topology::QueueSettings { delivery_limit: config.broker.delivery_limit };
     let setup_directory = Arc::clone(&directory);
@@ -210,7 +212,7 @@ pub async fn run(
     let router = Arc::new(Router {
         consuming: deliveries.subscription(),
         queues: RwLock::new(BTreeMap::new()),
-        dead_letters: tokio::sync::Mutex::new(()),
+        dead_letters,
         publisher: bus.publisher(),
         notary: Notary::new(identity, policy(&config)),
         verifier: RwLock::new(Arc::new(verifier)),
@@ -228,6 +230,7 @@ pub async fn run(
     background.spawn(check_overdue(Arc::clone(&router)));
     background.spawn(sign_heads(Arc::clone(&router)));
     background.spawn(poll_queues(Arc::clone(&router)));
+    background.spawn(deadletters::keep(Arc::clone(&router)));
     let http_stop = tokio_util::sync::CancellationToken::new();
     let http =
         tokio::spawn(http::serve_on(Arc::clone(&router), http_listener, http_stop.clone().cancelled_owned()));

@@ -9,6 +9,7 @@
 //! | `mirsal_in_flight` | | deliveries being processed now |
 //! | `mirsal_overdue_total` | `kind` | overdue notices sent (`delivery`, `reply`) |
 //! | `mirsal_dead_lettered_total` | `code` | refused envelopes copied to `mirsal.dead-letters` |
+//! | `mirsal_dead_letters` | | dead letters the router keeps, waiting for replay or discard |
 //! | `mirsal_queue_messages` | `queue` | messages in each Mirsal queue (from the management API) |
 //! | `mirsal_submit_to_queued_seconds` | | the sender's `created_at` → in every recipient's inbox |
 //! | `mirsal_queued_to_delivered_seconds` | | in the inbox → the `delivered` receipt |
@@ -85,6 +86,7 @@ pub struct Metrics {
     in_flight: Gauge,
     overdue: Family<OverdueKind, Counter>,
     dead_lettered: Family<Code, Counter>,
+    dead_letters: Gauge,
     queue_messages: Family<Queue, Gauge>,
     submit_to_queued: Histogram,
     queued_to_delivered: Histogram,
@@ -111,6 +113,7 @@ impl Default for Metrics {
             in_flight: Gauge::default(),
             overdue: Family::default(),
             dead_lettered: Family::default(),
+            dead_letters: Gauge::default(),
             queue_messages: Family::default(),
             submit_to_queued: latency(),
             queued_to_delivered: latency(),
@@ -153,6 +156,11 @@ impl Metrics {
             "mirsal_dead_lettered",
             "Refused envelopes copied to the dead letters",
             self.dead_lettered.clone(),
+        );
+        registry.register(
+            "mirsal_dead_letters",
+            "Dead letters kept, waiting for replay or discard",
+            self.dead_letters.clone(),
         );
         registry.register(
             "mirsal_queue_messages",
@@ -207,6 +215,10 @@ impl Metrics {
 
     pub(crate) fn dead_lettered(&self, reason: ReasonCode) {
         self.dead_lettered.get_or_create(&Code { code: (reason as i32).to_string() }).inc();
+    }
+
+    pub(crate) fn dead_letters_kept(&self, count: usize) {
+        self.dead_letters.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     pub(crate) fn receipt(&self, agency: &str, status: &str) {

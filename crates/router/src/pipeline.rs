@@ -76,7 +76,7 @@ pub(crate) async fn handle(router: Arc<Router>, mut incoming: Incoming) {
     let _entered = span.enter();
     router.metrics.enter();
     router.metrics.received();
-    let outcome = process(&router, body.clone(), user.as_deref()).await;
+    let outcome = process(&router, body.clone(), user.as_deref(), Arrival::Published).await;
     let settled = match outcome {
         Ok(kind) => {
             // Accepted means the publishing user is the signer.
@@ -113,8 +113,23 @@ async fn back_off_and_requeue(incoming: &Incoming, error: &str) -> Result<(), mi
     incoming.requeue().await
 }
 
-async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Result<Kind, Failure> {
-    if let Some(kind) = resume(router, &body, user).await? {
+/// How an envelope reached the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    /// From `mirsal.ingress`, as its sender published it.
+    Published,
+    /// From the dead letters, replayed by the platform team: its time there is not the
+    /// platform's latency, so it stays out of the latency figures.
+    Replayed,
+}
+
+async fn process(
+    router: &Arc<Router>,
+    body: Bytes,
+    user: Option<&str>,
+    arrival: Arrival,
+) -> Result<Kind, Failure> {
+    if let Some(kind) = resume(router, &body, user, arrival).await? {
         return Ok(kind);
     }
     let now = Utc::now();
@@ -130,7 +145,7 @@ async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Resul
     match &verified.body {
         Body::Letter(_) | Body::Sealed(_) => {
             authorize_letter(&directory, &verified)?;
-            route_letter(router, &verified, body, now).await
+            route_letter(router, &verified, body, now, arrival).await
         }
         Body::Receipt(receipt) => route_receipt(router, &verified, receipt, body, now).await,
         Body::Request(request) => crate::requests::serve(router, &verified, request).await,
@@ -143,7 +158,12 @@ async fn process(router: &Arc<Router>, body: Bytes, user: Option<&str>) -> Resul
 /// work still missing is done, on the archived bytes. Verifying it again could refuse
 /// what was already accepted (a certificate revoked or a clock moved on since), which
 /// would contradict the proof of submission the sender holds.
-async fn resume(router: &Arc<Router>, body: &[u8], user: Option<&str>) -> Result<Option<Kind>, Failure> {
+async fn resume(
+    router: &Arc<Router>,
+    body: &[u8],
+    user: Option<&str>,
+    arrival: Arrival,
+) -> Result<Option<Kind>, Failure> {
     let Some((id, digest)) = peek(body) else { return Ok(None) };
     let Some(record) = router.store.envelope(&id)? else { return Ok(None) };
     let same_publisher = match user {
@@ -158,7 +178,7 @@ async fn resume(router: &Arc<Router>, body: &[u8], user: Option<&str>) -> Result
         Kind::Letter | Kind::Sealed => {
             let _guard = router.lock(&id).await;
             let record = router.store.envelope(&id)?.unwrap_or(record);
-            finish_letter(router, &id, record).await.map(Some)
+            finish_letter(router, &id, record, arrival).await.map(Some)
         }
         Kind::Receipt => {
             let _guard = router.lock(&record.about).await;
@@ -235,6 +255,7 @@ async fn route_letter(
     verified: &VerifiedEnvelope,
     body: Bytes,
     now: Time,
+    arrival: Arrival,
 ) -> Result<Kind, Failure> {
     let id = verified.id();
     let kind = if matches!(verified.body, Body::Sealed(_)) { Kind::Sealed } else { Kind::Letter };
@@ -249,14 +270,19 @@ async fn route_letter(
         }
         None => accept_letter(router, verified, kind, body, now).await?,
     };
-    finish_letter(router, id, record).await
+    finish_letter(router, id, record, arrival).await
 }
 
 /// Completes whatever is missing for an accepted letter: the fan-out to every recipient
 /// not yet queued, then the accepted notice. Publishes the archived bytes, so a
 /// resubmission can never change what recipients get. The caller holds the letter's
 /// lock.
-async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -> Result<Kind, Failure> {
+async fn finish_letter(
+    router: &Arc<Router>,
+    id: &str,
+    record: EnvelopeRecord,
+    arrival: Arrival,
+) -> Result<Kind, Failure> {
     let kind = record.kind();
     let pending: Vec<_> =
         router.store.tracking(id)?.into_iter().filter(|row| row.status() == Status::Accepted).collect();
@@ -284,7 +310,9 @@ async fn finish_letter(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -
                 let _ = tracking::apply(&mut row, Status::Queued, now_ms, "", "");
                 batch.put_tracking(&row);
                 batch.undelivered(recipient, now_ms, id, record.priority);
-                router.metrics.submit_to_queued(seconds_between(record.created_at_ms, now_ms));
+                if arrival == Arrival::Published {
+                    router.metrics.submit_to_queued(seconds_between(record.created_at_ms, now_ms));
+                }
                 batch.event(event("queued", id, recipient, String::new(), now_ms));
             }
             Err(error) => failure = Some(publish_failure(error)),
@@ -552,7 +580,13 @@ fn seconds_between(from_ms: i64, to_ms: i64) -> f64 {
     (to_ms - from_ms) as f64 / 1000.0
 }
 
-fn event(kind: &'static str, envelope_id: &str, agency: &str, detail: String, at_ms: i64) -> NewEvent {
+pub(crate) fn event(
+    kind: &'static str,
+    envelope_id: &str,
+    agency: &str,
+    detail: String,
+    at_ms: i64,
+) -> NewEvent {
     NewEvent { kind, envelope_id: envelope_id.to_owned(), agency: agency.to_owned(), detail, at_ms }
 }
 
@@ -622,7 +656,7 @@ async fn refuse(router: &Router, body: &Bytes, user: Option<&str>, refusal: &Ref
         (headers::REASON_CODE, (refusal.reason as i32).to_string()),
         (headers::REASON, format!("{}: {}", refusal.reason.as_str_name(), refusal.text)),
         (headers::ORIGIN, user.unwrap_or("").to_owned()),
-        ("mirsal-queue", topology::INGRESS_QUEUE.to_owned()),
+        (headers::QUEUE, topology::INGRESS_QUEUE.to_owned()),
     ] {
         properties = headers::with_header(properties, name, &value);
     }
@@ -650,7 +684,7 @@ pub(crate) async fn replay(
         reason_code,
         detail,
     };
-    match process(router, body.clone(), origin).await {
+    match process(router, body.clone(), origin, Arrival::Replayed).await {
         Ok(kind) => {
             router.metrics.accepted(kind, origin.unwrap_or_default());
             let recorded =

@@ -188,3 +188,40 @@ pub struct ChainHead {
     #[prost(int64, tag = "3")]
     pub at_ms: i64,
 }
+
+/// A message taken from `mirsal.dead-letters` and kept here, where the platform team can
+/// look at it as often as it likes without the broker counting a delivery each time.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct DeadLetterRecord {
+    /// The first 16 hex digits of the SHA-256 of `body`.
+    #[prost(string, tag = "1")]
+    pub id: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub body: Bytes,
+    /// The AMQP `message_id` (the envelope id the publisher gave).
+    #[prost(string, optional, tag = "3")]
+    pub message_id: Option<String>,
+    #[prost(int32, optional, tag = "4")]
+    pub reason_code: Option<i32>,
+    #[prost(string, optional, tag = "5")]
+    pub reason: Option<String>,
+    /// The agency that published it, as RabbitMQ authenticated it (or as the router
+    /// recorded it when it refused the envelope).
+    #[prost(string, optional, tag = "6")]
+    pub origin: Option<String>,
+    /// The queue it died in.
+    #[prost(string, optional, tag = "7")]
+    pub queue: Option<String>,
+    /// `refused` (by the router), or RabbitMQ's reason: `rejected`, `delivery_limit`, …
+    #[prost(string, tag = "8")]
+    pub death: String,
+    /// When the router took it from the dead-letter queue (the first time).
+    #[prost(int64, tag = "9")]
+    pub received_at_ms: i64,
+    /// When it died last (the same bytes can die more than once: a refused replay).
+    #[prost(int64, tag = "10")]
+    pub last_died_at_ms: i64,
+    /// How many times these bytes reached the dead-letter queue.
+    #[prost(uint32, tag = "11")]
+    pub deaths: u32,
+}

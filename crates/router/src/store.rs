@@ -4,7 +4,8 @@
 //! envelopes (the archive, by envelope id), tracking (letter id, 0, recipient), audit
 //! (sequence, big-endian), signed chain heads, completion marks, and the indexes: by thread, by
 //! acceptance time, by agency, by registry number, undelivered letters per agency, and
-//! the overdue checker's agenda (due time, letter, recipient, kind).
+//! the overdue checker's agenda (due time, letter, recipient, kind); and the dead letters
+//! taken from the broker, by id and by arrival.
 //!
 //! Every change goes through [`Store::commit`], which applies a [`Batch`] as one atomic
 //! sled batch (cheaper than a multi-tree transaction) and appends its audit events to the
@@ -19,7 +20,7 @@ use prost::Message as _;
 use sled::{IVec, Tree};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::records::{AuditEvent, ChainHead, EnvelopeRecord, TrackingRecord};
+use crate::records::{AuditEvent, ChainHead, DeadLetterRecord, EnvelopeRecord, TrackingRecord};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ pub enum TreeName {
     ByNumber,
     Undelivered,
     Completed,
+    DeadLetters,
+    DeadLettersByTime,
 }
 
 /// An audit event to append; sequence and hashes are filled in by [`Store::commit`].
@@ -142,6 +145,22 @@ impl Batch {
 
     pub fn event(&mut self, event: NewEvent) {
         self.events.push(event);
+    }
+
+    /// Keeps dead letter `record` (replacing the one with its id, if any: the index by
+    /// arrival keeps the first arrival).
+    pub fn put_dead_letter(&mut self, record: &DeadLetterRecord) {
+        self.puts.push((TreeName::DeadLetters, record.id.as_bytes().to_vec(), record.encode_to_vec()));
+        self.puts.push((
+            TreeName::DeadLettersByTime,
+            time_key(record.received_at_ms, &record.id),
+            Vec::new(),
+        ));
+    }
+
+    pub fn remove_dead_letter(&mut self, record: &DeadLetterRecord) {
+        self.removes.push((TreeName::DeadLetters, record.id.as_bytes().to_vec()));
+        self.removes.push((TreeName::DeadLettersByTime, time_key(record.received_at_ms, &record.id)));
     }
 
     pub fn is_empty(&self) -> bool {
@@ -312,6 +331,8 @@ pub struct Store {
     by_agency: Table,
     by_number: Table,
     undelivered: Table,
+    dead_letters: Table,
+    dead_letters_by_time: Table,
     chain: Mutex<ChainState>,
     flush_requests: mpsc::UnboundedSender<oneshot::Sender<Result<(), String>>>,
     flusher: std::thread::JoinHandle<()>,
@@ -366,6 +387,8 @@ impl Store {
             by_number: table(b'n'),
             undelivered: table(b'u'),
             completed: table(b'c'),
+            dead_letters: table(b'x'),
+            dead_letters_by_time: table(b'y'),
             chain: Mutex::new(ChainState { next_sequence, last_hash }),
             flush_requests,
             flusher,
@@ -433,7 +456,26 @@ impl Store {
             TreeName::ByNumber => &self.by_number,
             TreeName::Undelivered => &self.undelivered,
             TreeName::Completed => &self.completed,
+            TreeName::DeadLetters => &self.dead_letters,
+            TreeName::DeadLettersByTime => &self.dead_letters_by_time,
         }
+    }
+
+    /// Dead letter `id`.
+    ///
+    /// # Errors
+    /// sled failures, a record that does not decode.
+    pub fn dead_letter(&self, id: &str) -> Result<Option<DeadLetterRecord>> {
+        let Some(value) = self.dead_letters.get(id.as_bytes())? else { return Ok(None) };
+        decode(&value, "dead letter", id).map(Some)
+    }
+
+    /// The ids of the dead letters, oldest first.
+    pub fn dead_letter_ids(&self) -> impl Iterator<Item = Result<String>> + '_ {
+        self.dead_letters_by_time.iter().map(|item| {
+            let (key, _) = item?;
+            Ok(split_time_key(&key).unwrap_or_default().1)
+        })
     }
 
     /// The archived envelope `id`.

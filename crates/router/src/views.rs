@@ -233,7 +233,7 @@ pub struct LetterSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct SearchPage {
     pub items: Vec<LetterSummary>,
-    /// Pass it as `cursor` for the next page; absent on the last one.
+    /// Pass it as `cursor` for the next page; null on the last one.
     pub next_cursor: Option<String>,
 }
 
@@ -588,6 +588,8 @@ pub struct Summary {
     pub latency_p99: Option<f64>,
     pub latency_samples: usize,
     pub ready: bool,
+    /// Dead letters the router keeps (moved out of `mirsal.dead-letters` as they arrive).
+    pub dead_letters: usize,
     pub queues: BTreeMap<String, Option<u64>>,
 }
 
@@ -606,6 +608,7 @@ pub(crate) fn summary(router: &Router) -> Summary {
         latency_p99,
         latency_samples,
         ready: router.is_ready(),
+        dead_letters: router.dead_letters.count(),
         queues,
     }
 }
