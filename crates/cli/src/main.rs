@@ -5,15 +5,19 @@
 //!   files ([`envelope`]).
 //! - `mirsal agency …`: the directory of agencies the router serves ([`agency`]).
 //! - `mirsal audit verify`: check a stopped router's audit chain ([`audit`]).
+//! - `mirsal status | track | search | queues | dead-letters …`: a running router's
+//!   figures, tracking and dead letters, through its HTTP API ([`ops`]).
 //!
 //! Exit codes: 0 success; 1 an envelope or draft was refused (the message names the
-//! reason code) or the audit chain is broken (the message names the first bad event);
-//! 2 anything else went wrong (bad arguments, unreadable files).
+//! reason code), the audit chain is broken (the message names the first bad event), or
+//! a replayed dead letter was not delivered (refused again or kept); 2 anything else
+//! went wrong (bad arguments, unreadable files, an HTTP error or an unreachable router).
 
 mod agency;
 mod audit;
 mod envelope;
 mod files;
+mod ops;
 mod pki;
 
 use std::process::ExitCode;
@@ -42,6 +46,9 @@ enum Command {
     /// The router's audit log: verify.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// A running router: status, track, search, queues, dead-letters.
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
         Command::Envelope(command) => envelope::run(command),
         Command::Agency(command) => agency::run(command),
         Command::Audit(command) => runtime().and_then(|rt| rt.block_on(audit::run(command))),
+        Command::Ops(command) => ops::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -60,7 +68,9 @@ fn main() -> ExitCode {
                 let reason = refused.reason;
                 eprintln!("mirsal: {line} [reason {} {}]", reason as i32, reason.as_str_name());
                 ExitCode::from(1)
-            } else if error.downcast_ref::<audit::Broken>().is_some() {
+            } else if error.downcast_ref::<audit::Broken>().is_some()
+                || error.downcast_ref::<ops::NotReplayed>().is_some()
+            {
                 eprintln!("mirsal: {line}");
                 ExitCode::from(1)
             } else {
