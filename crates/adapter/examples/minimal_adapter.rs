@@ -1,13 +1,12 @@
 //! A complete agency adapter on the SDK: it sends one letter with an attachment, then
 //! stores every incoming item in a folder, acknowledges it and registers each letter
-//! under an incoming number of its own. Stop it with Ctrl-C.
+//! under an incoming number of its own. Stop it with Ctrl-C. Items are stored before
+//! they are acknowledged, so an item seen again after a crash (see the crash-point
+//! table in the crate docs) simply overwrites its own files.
 //!
 //! ```text
 //! cargo run -p mirsal-adapter --example minimal_adapter -- BUNDLE_DIR RECIPIENT [FILE]
 //! ```
-//!
-//! Items are stored before they are acknowledged, so an item seen again after a crash
-//! (see the crash-point table in the crate docs) simply overwrites its own files.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
