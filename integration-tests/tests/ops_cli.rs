@@ -291,7 +291,7 @@ async fn the_operators_commands_show_and_repair_a_running_platform() {
     listed(&platform, 1).await;
     let table = mirsal(&platform, &["dead-letters", "replay", "--all", "--per-second", "5"]).await;
     assert!(
-        table.contains("accepted") && table.contains("1 of 1 replayed dead letter(s) accepted"),
+        table.contains("accepted") && table.contains("1 of 1 replayed dead letter(s) delivered"),
         "{table}"
     );
     assert_eq!(s.next().await.message_id.as_deref(), Some(later.as_str()));

@@ -21,6 +21,7 @@ use std::{
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use mirsal_bus::{headers, topology};
 use mirsal_envelope::{
     Draft, HeaderDraft, Policy, ReasonCode, TrustStore,
     pb::{self, notice::Kind, receipt::Status as ReceiptStatus},
@@ -28,6 +29,7 @@ use mirsal_envelope::{
 use mirsal_integration_tests::{
     eventually,
     platform::{Inbox, PATIENCE, Platform},
+    within,
 };
 use mirsal_router::directory::AgencyStatus;
 use reqwest::{Method, StatusCode};
@@ -792,6 +794,52 @@ async fn a_poisoned_letter_is_dead_lettered_and_a_replay_after_the_fix_delivers_
     let (status, _) = api.call(Method::DELETE, &format!("/api/v1/dead-letters/{garbage_id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(api.ok(Method::POST, "/api/v1/audit/verify").await["ok"], true);
+    platform.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_died_in_an_inbox_is_put_back_into_it_once() {
+    let mut platform = Platform::new(&["A", "B"]).await;
+    platform.start_router().await;
+    let api = Api::new(&platform);
+    let verifier = platform.verifier();
+    let mut a = platform.agency("A").inbox(verifier);
+    let (code_a, code_b) = (platform.code("A").to_owned(), platform.code("B").to_owned());
+
+    // B's adapter cannot take the letter and rejects it: it dies in B's inbox.
+    let mut b = platform.agency("B").bus.consume(&topology::inbox_queue(&code_b), 10, "rejecting-adapter");
+    let (id, bytes) = send(&platform, "A", &["B"], letter("rejected at the inbox"), |h| h).await;
+    accepted(&mut a, &id).await;
+    let copy = within(PATIENCE, "the copy in B's inbox", b.next()).await.unwrap();
+    assert_eq!(copy.message_id(), Some(id.as_str()));
+    copy.reject().await.unwrap();
+    let dead = listed(&api, 1).await.remove(0);
+    assert_eq!(dead["message_id"], id.as_str());
+    assert_eq!(dead["queue"], format!("mirsal.inbox.{code_b}"));
+    assert_eq!(dead["death"], "rejected");
+    assert_eq!(dead["origin"], code_a.as_str(), "the sender, from the router's header: {dead}");
+    assert_eq!(dead["reason_code"], Value::Null);
+    let dead_id = dead["id"].as_str().unwrap().to_owned();
+
+    // Replayed: back into B's inbox with the bytes and headers it had, then gone.
+    let before = api.get("/api/v1/audit").await["sequence"].as_u64().unwrap();
+    let replayed = api.ok(Method::POST, &format!("/api/v1/dead-letters/{dead_id}/replay")).await;
+    assert_eq!(replayed["outcome"], "redelivered", "{replayed}");
+    let again = within(PATIENCE, "the copy back in B's inbox", b.next()).await.unwrap();
+    assert_eq!(again.body(), &bytes[..], "the bytes the sender signed");
+    assert_eq!(again.message_id(), Some(id.as_str()));
+    assert_eq!(again.header(headers::KIND), Some("letter"));
+    assert_eq!(again.header(headers::ORIGIN), Some(code_a.as_str()));
+    assert!(again.user_id().is_none());
+    again.ack().await.unwrap();
+    assert!(api.dead_letters().await.is_empty());
+    assert_eq!(api.get("/api/v1/audit").await["sequence"].as_u64().unwrap(), before + 1, "one audit event");
+    let (marker, _) = send(&platform, "A", &["B"], letter("marker"), |h| h).await;
+    let next = within(PATIENCE, "the marker", b.next()).await.unwrap();
+    assert_eq!(next.message_id(), Some(marker.as_str()), "the redelivered copy came twice");
+    next.ack().await.unwrap();
+    let (status, _) = api.call(Method::POST, &format!("/api/v1/dead-letters/{dead_id}/replay")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     platform.cleanup().await;
 }
 

@@ -1072,12 +1072,12 @@ async fn dead_letters(command: DeadLetterCommand) -> Result<()> {
                     ]);
                 }
                 println!("{shown}");
-                let accepted = items.iter().filter(|i| i.outcome == "accepted").count();
-                println!("{accepted} of {} replayed dead letter(s) accepted", items.len());
+                let delivered = items.iter().filter(|i| delivered(i)).count();
+                println!("{delivered} of {} replayed dead letter(s) delivered", items.len());
             }
             let failed: Vec<String> = items
                 .iter()
-                .filter(|i| i.outcome != "accepted")
+                .filter(|i| !delivered(i))
                 .map(|i| {
                     let code = i.reason_code.map(|c| format!(" [reason {c}]")).unwrap_or_default();
                     format!("{} {}{code}: {}", i.id, i.outcome, i.detail.as_deref().unwrap_or(""))
@@ -1117,6 +1117,11 @@ fn reason(code: Option<i32>, reason: Option<&str>) -> String {
         (None, Some(reason)) => reason.to_owned(),
         (None, None) => NONE.to_owned(),
     }
+}
+
+/// Accepted by the pipeline, or a copy put back into the inbox it died in.
+fn delivered(replayed: &Replayed) -> bool {
+    matches!(replayed.outcome.as_str(), "accepted" | "redelivered")
 }
 
 fn print_dead_letter(dead: &DeadLetter) {

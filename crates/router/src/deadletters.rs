@@ -12,12 +12,15 @@
 //! A dead letter is named by the first 16 hex digits of the SHA-256 of its body; the same
 //! bytes dying again update the one record (its latest reason, how often it died).
 //!
-//! Replaying runs the message through the pipeline again in this process, as if it had
-//! just arrived from the agency that published it (its AMQP `user_id`, or the origin the
-//! router recorded), and removes it from the dead letters only once that is done: accepted
-//! (fanned out, exactly once thanks to dedupe) or refused again (the new reason comes
-//! back through the dead-letter queue and replaces the old one). A transient failure
-//! leaves it where it is.
+//! Replaying a message that died on its way in (the router refused it, or `mirsal.ingress`
+//! gave up on it) runs it through the pipeline again in this process, as if it had just
+//! arrived from the agency that published it (its AMQP `user_id`, or the origin the router
+//! recorded), and removes it from the dead letters once it is accepted (fanned out,
+//! exactly once thanks to dedupe). Refused again, it stays: the new refusal comes back
+//! through the dead-letter queue and updates it. A copy that died in an agency's inbox
+//! (its adapter rejected it, or it passed the inbox's delivery limit) was accepted long
+//! ago: replaying it publishes it to that inbox again (`redelivered`; the adapter dedupes
+//! by envelope id) and then removes it. A transient failure leaves it where it is.
 
 use std::{
     sync::{
@@ -145,7 +148,8 @@ fn without_content(mut view: Value) -> Value {
 #[derive(Debug, Clone, Serialize)]
 pub struct Replayed {
     pub id: String,
-    /// `accepted`, `refused` (with the new reason) or `kept` (a transient failure).
+    /// `accepted`, `refused` (with the new reason), `redelivered` (a copy put back into
+    /// the inbox it died in) or `kept` (a transient failure).
     pub outcome: &'static str,
     pub reason_code: Option<i32>,
     pub detail: Option<String>,
@@ -198,6 +202,7 @@ fn record_of(incoming: &Incoming, now_ms: i64) -> DeadLetterRecord {
         received_at_ms: now_ms,
         last_died_at_ms: now_ms,
         deaths: 1,
+        kind: text(headers::KIND),
         body,
     }
 }
@@ -347,11 +352,57 @@ pub(crate) async fn replay(
 async fn replay_one(router: &Arc<Router>, id: &str) -> Result<Replayed, DeadLetterError> {
     let _serial = router.dead_letters.lock.lock().await;
     let record = found(router, id)?;
+    if let Some(agency) = died_in_inbox(&record) {
+        return redeliver(router, &record, agency).await;
+    }
     let outcome = pipeline::replay(router, record.body.clone(), record.origin.as_deref()).await;
     if outcome.outcome == "accepted" {
         remove(router, &record, None).await?;
     }
     Ok(Replayed { id: id.to_owned(), ..outcome })
+}
+
+/// The agency whose inbox `record` died in, unless the router refused it.
+fn died_in_inbox(record: &DeadLetterRecord) -> Option<&str> {
+    if record.reason_code.is_some() {
+        return None;
+    }
+    record.queue.as_deref()?.strip_prefix(topology::INBOX_PREFIX).filter(|code| !code.is_empty())
+}
+
+/// Publishes dead letter `record` to agency `agency`'s inbox again; removes it (with an
+/// audit event) once the broker confirmed.
+async fn redeliver(
+    router: &Router,
+    record: &DeadLetterRecord,
+    agency: &str,
+) -> Result<Replayed, DeadLetterError> {
+    let message_id = record.message_id.as_deref().unwrap_or_default();
+    let published = pipeline::redeliver(
+        router,
+        agency,
+        record.body.clone(),
+        message_id,
+        record.origin.as_deref().unwrap_or_default(),
+        record.kind.as_deref().unwrap_or("unknown"),
+    )
+    .await;
+    let replayed = |outcome, detail| Replayed { id: record.id.clone(), outcome, reason_code: None, detail };
+    if let Err(error) = published {
+        return Ok(replayed(
+            "kept",
+            Some(format!("publishing to {}: {error}", topology::inbox_queue(agency))),
+        ));
+    }
+    let event = pipeline::event(
+        "dead-letter-redelivered",
+        message_id,
+        agency,
+        format!("dead letter {} to {}", record.id, topology::inbox_queue(agency)),
+        Utc::now().timestamp_millis(),
+    );
+    remove(router, record, Some(event)).await?;
+    Ok(replayed("redelivered", None))
 }
 
 #[cfg(test)]

@@ -599,10 +599,37 @@ pub(crate) fn event(
 }
 
 fn delivery_properties(id: &str, origin: &str, kind: Kind) -> mirsal_bus::lapin::BasicProperties {
+    delivery_properties_named(id, origin, kind.as_str())
+}
+
+fn delivery_properties_named(id: &str, origin: &str, kind: &str) -> mirsal_bus::lapin::BasicProperties {
     let properties = headers::envelope_properties(id);
     let properties = headers::with_header(properties, headers::ORIGIN, origin);
-    let properties = headers::with_header(properties, headers::KIND, kind.as_str());
+    let properties = headers::with_header(properties, headers::KIND, kind);
     headers::with_header(properties, headers::TRACE_ID, id)
+}
+
+/// Publishes `body`, a copy that died in agency `to`'s inbox, to that inbox again, with
+/// the headers the router gave it the first time.
+///
+/// # Errors
+/// The publish failed (a nack, no such inbox, the broker away for too long).
+pub(crate) async fn redeliver(
+    router: &Router,
+    to: &str,
+    body: Bytes,
+    id: &str,
+    origin: &str,
+    kind: &str,
+) -> Result<(), PublishError> {
+    let message = Outgoing {
+        exchange: topology::DELIVER_EXCHANGE.to_owned(),
+        routing_key: to.to_owned(),
+        payload: body,
+        properties: delivery_properties_named(id, origin, kind),
+        mandatory: true,
+    };
+    router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await
 }
 
 pub(crate) async fn publish_notice(

@@ -224,4 +224,7 @@ pub struct DeadLetterRecord {
     /// How many times these bytes reached the dead-letter queue.
     #[prost(uint32, tag = "11")]
     pub deaths: u32,
+    /// Its `mirsal-kind` header, for a copy that died in an inbox.
+    #[prost(string, optional, tag = "12")]
+    pub kind: Option<String>,
 }
