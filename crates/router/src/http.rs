@@ -179,10 +179,14 @@ async fn envelope(
     State(router): State<Shared>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<views::EnvelopeView>> {
-    views::envelope(&router, &id)
-        .map_err(internal)?
-        .map(Json)
-        .ok_or_else(|| not_found(format!("envelope {id}")))
+    views::envelope(&router, &id).map_err(internal)?.map(Json).ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no envelope {id} in the archive (a refused envelope is not archived: see /api/v1/rejections)"
+            ),
+        )
+    })
 }
 
 async fn search(
