@@ -568,7 +568,12 @@ impl Broker {
                     Ok(()) => closed += 1,
                     Err(error) if error.is_not_found() => {}
                     Err(error) => {
-                        return Err(error).with_context(|| format!("closing a connection of {code}"));
+                        // Deleting the user makes RabbitMQ close its connections too; one
+                        // closing meanwhile answers 500. Only one that stays open is a
+                        // failure.
+                        if !closes_soon(management, &connection.name).await? {
+                            return Err(error).with_context(|| format!("closing a connection of {code}"));
+                        }
                     }
                 }
             }
@@ -579,6 +584,18 @@ impl Broker {
         println!("kept {} and the router's archive", topology::inbox_queue(code.as_str()));
         Ok(())
     }
+}
+
+/// Whether connection `name` is gone within a few seconds.
+async fn closes_soon(management: &Management, name: &str) -> Result<bool> {
+    for _ in 0..25 {
+        let connections = management.list_connections().await.context("listing the connections")?;
+        if !connections.iter().any(|c| c.name == name) {
+            return Ok(true);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    Ok(false)
 }
 
 /// How the agency's adapter logs in to the broker.
