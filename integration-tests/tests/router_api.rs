@@ -369,9 +369,9 @@ async fn tracking_search_and_figures_follow_real_traffic() {
     assert!(metrics.trim_end().ends_with("# EOF"));
 
     // L1's tracking: every step with its time, after the receipts.
-    let view = eventually(PATIENCE, "L1 registered", || async {
+    let view = eventually(PATIENCE, "L1 registered and its accepted notice confirmed", || async {
         let view = api.get(&format!("/api/v1/envelopes/{l1}")).await;
-        (view["tracking"][0]["status"] == "registered").then_some(view)
+        (view["tracking"][0]["status"] == "registered" && view["completed"] == true).then_some(view)
     })
     .await;
     assert_eq!(view["id"], l1.as_str());

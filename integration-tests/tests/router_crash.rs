@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
+use std::{collections::BTreeSet, time::Duration};
 
 use mirsal_integration_tests::{
     eventually,
@@ -45,11 +45,26 @@ async fn a_router_killed_mid_stream_loses_nothing() {
     assert_eq!(received, letters, "every letter arrived, with the bytes that were signed");
     // Letters the killed router had fanned out but not acknowledged come again, and the
     // new router finishes them (their accepted notices) after B already has them: wait
-    // until it has acknowledged every one, i.e. mirsal.ingress holds nothing at all.
-    let management = platform.vhost.management();
-    eventually(Duration::from_secs(90), "mirsal.ingress drained", || async {
-        let ingress = management.queue(platform.vhost.name(), "mirsal.ingress").await.ok()?;
-        (ingress.messages == Some(0)).then_some(())
+    // until the router reports every one completed.
+    let client = reqwest::Client::new();
+    let unfinished = std::sync::Mutex::new(letters.keys().cloned().collect::<BTreeSet<_>>());
+    eventually(Duration::from_secs(90), "every letter completed (its accepted notice confirmed)", || async {
+        let pending: Vec<String> = unfinished.lock().unwrap().iter().cloned().collect();
+        for id in pending {
+            let view: serde_json::Value = client
+                .get(format!("{}/api/v1/envelopes/{id}", platform.http_url()))
+                .bearer_auth(&platform.http_token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            if view["completed"] == true {
+                unfinished.lock().unwrap().remove(&id);
+            }
+        }
+        unfinished.lock().unwrap().is_empty().then_some(())
     })
     .await;
 

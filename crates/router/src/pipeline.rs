@@ -350,10 +350,13 @@ async fn finish_letter(
             .accepted(&record.sender, (id, digest), accepted_at, record.audit_sequence, Utc::now())
             .map_err(|e| Failure::Transient(e.to_string()))?;
         publish_notice(router, &record.sender, &notice).await.map_err(publish_failure)?;
-        // Not flushed: if it is lost, a redelivery sends the notice once more.
+        // Durable before the ack: the ack ends all redeliveries, so a mark lost in a crash
+        // after it would leave the letter unfinished for good. (A crash before the flush
+        // means a redelivery that sends the notice once more.)
         let mut batch = Batch::default();
         batch.mark_completed(id);
         router.store.commit(batch)?;
+        router.store.flush().await?;
     }
     Ok(kind)
 }

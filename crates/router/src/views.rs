@@ -69,6 +69,10 @@ pub struct EnvelopeView {
     pub created_at: Option<Time>,
     pub accepted_at: Option<Time>,
     pub audit_sequence: u64,
+    /// Everything the router owes for it is done: a letter's accepted notice reached
+    /// the sender's inbox, a receipt was forwarded to the letter's sender (confirmed by
+    /// the broker).
+    pub completed: bool,
     pub thread_id: String,
     pub in_reply_to: String,
     pub reply_due: Option<Time>,
@@ -166,6 +170,7 @@ fn view(id: &str, record: &EnvelopeRecord, tracking: &[TrackingRecord]) -> Envel
         created_at: timestamp(header.created_at.as_ref()),
         accepted_at: at(record.accepted_at_ms),
         audit_sequence: record.audit_sequence,
+        completed: record.completed,
         thread_id: header.thread_id.clone(),
         in_reply_to: header.in_reply_to.clone(),
         reply_due: timestamp(header.reply_due.as_ref()),
