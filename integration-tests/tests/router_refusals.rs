@@ -253,21 +253,19 @@ async fn each_class_of_bad_input_is_refused_with_its_code_and_dead_lettered() {
         b.next_matching("the next valid letter", |r| r.message_id.as_deref() == Some(next_id.as_str())).await;
     assert_eq!(delivered.bytes, next);
 
-    // Every refusal is a dead letter with its reason code, kept by the router.
+    // Every refusal is a dead letter of its own with its reason code, kept by the router.
+    // (Probes that were accepted before a reload are not dead letters.)
     let api = reqwest::Client::new();
     let url = format!("{}/api/v1/dead-letters?limit=1000", platform.http_url());
-    let mut dead: Vec<i64> = eventually(PATIENCE, "every refusal in the dead letters", || async {
+    eventually(PATIENCE, &format!("a dead letter for each of {expected:?}"), || async {
         let listed: serde_json::Value =
             api.get(&url).bearer_auth(&platform.http_token).send().await.ok()?.json().await.ok()?;
         let codes: Vec<i64> =
             listed["items"].as_array()?.iter().filter_map(|d| d["reason_code"].as_i64()).collect();
-        expected.iter().all(|code| codes.contains(&i64::from(*code as i32))).then_some(codes)
+        (codes.len() >= expected.len()
+            && expected.iter().all(|code| codes.contains(&i64::from(*code as i32))))
+        .then_some(())
     })
     .await;
-    dead.sort_unstable();
-    // Probes that were accepted before a reload are not dead letters; refusals are.
-    for code in &expected {
-        assert!(dead.contains(&i64::from(*code as i32)), "no dead letter with code {code:?} in {dead:?}");
-    }
     platform.cleanup().await;
 }

@@ -357,7 +357,7 @@ impl Adapter {
             return Ok(());
         }
         let mut batch = Batch::default();
-        if matches!(record.kind(), Kind::Letter | Kind::Sealed) {
+        if record.kind().is_letter() {
             self.queue_receipt(
                 &mut batch,
                 &mut record,
@@ -386,7 +386,7 @@ impl Adapter {
         let inner = &self.inner;
         let record =
             inner.store.item(letter_id)?.ok_or_else(|| AdapterError::UnknownItem(letter_id.to_owned()))?;
-        if !matches!(record.kind(), Kind::Letter | Kind::Sealed) {
+        if !record.kind().is_letter() {
             return Err(AdapterError::NotALetter(letter_id.to_owned()));
         }
         if record.state == ItemState::Pending as i32 {
@@ -810,14 +810,7 @@ fn kind_of(bytes: &Bytes) -> Kind {
     let content = pb::Envelope::decode(bytes.clone())
         .ok()
         .and_then(|envelope| pb::SignedContent::decode(envelope.signed_content).ok());
-    match content.and_then(|c| c.body) {
-        Some(Body::Letter(_)) => Kind::Letter,
-        Some(Body::Sealed(_)) => Kind::Sealed,
-        Some(Body::Receipt(_)) => Kind::Receipt,
-        Some(Body::Request(_)) => Kind::Request,
-        Some(Body::Notice(_)) => Kind::Notice,
-        None => Kind::Unknown,
-    }
+    Kind::of(content.and_then(|c| c.body).as_ref())
 }
 
 enum Receive {

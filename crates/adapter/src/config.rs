@@ -200,25 +200,18 @@ impl AdapterConfig {
         if !mirsal_envelope::code::is_valid(&self.agency) || self.agency == mirsal_envelope::PLATFORM_CODE {
             return Err(invalid("agency", format!("{:?} is not an agency code", self.agency)));
         }
-        let url = &self.broker.url;
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(invalid("broker.url", "must start with amqp:// or amqps://"));
-        }
+        mirsal_service::require_amqp_url("broker.url", &self.broker.url)?;
         if self.broker.prefetch == 0 {
             return Err(invalid("broker.prefetch", "must be at least 1"));
         }
-        for (key, path) in [
+        mirsal_service::require_files(&[
             ("pki.ca", &self.pki.ca),
             ("pki.crl", &self.pki.crl),
             ("pki.signing_key", &self.pki.signing_key),
             ("pki.signing_certificate", &self.pki.signing_certificate),
             ("pki.sealing_key", &self.pki.sealing_key),
             ("pki.sealing_certificate", &self.pki.sealing_certificate),
-        ] {
-            if !path.is_file() {
-                return Err(invalid(key, format!("{} is not a readable file", path.display())));
-            }
-        }
+        ])?;
         if let Some(webhook) = &self.webhook
             && !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://"))
         {

@@ -29,30 +29,7 @@ pub enum StoreError {
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// What an outbox entry or an inbox item holds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum Kind {
-    Unknown = 0,
-    Letter = 1,
-    Sealed = 2,
-    Receipt = 3,
-    Request = 4,
-    Notice = 5,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Letter => "letter",
-            Self::Sealed => "sealed",
-            Self::Receipt => "receipt",
-            Self::Request => "request",
-            Self::Notice => "notice",
-        }
-    }
-}
+pub use mirsal_envelope::Kind;
 
 /// An envelope waiting to be published.
 #[derive(Clone, PartialEq, prost::Message)]

@@ -27,6 +27,7 @@
 pub mod code;
 pub mod draft;
 pub mod json;
+pub mod kind;
 pub mod pb;
 pub mod pki;
 pub mod policy;
@@ -39,6 +40,7 @@ pub mod verify;
 
 pub use code::{AgencyCode, PLATFORM_CODE};
 pub use draft::{Draft, HeaderDraft, attachment};
+pub use kind::Kind;
 pub use pb::ReasonCode;
 pub use policy::{Limits, Policy};
 pub use seal::{SealError, SealingKey};

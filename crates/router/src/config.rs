@@ -352,9 +352,7 @@ impl RouterConfig {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let url = &self.broker.url;
-        if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(invalid("broker.url", "must start with amqp:// or amqps://"));
-        }
+        mirsal_service::require_amqp_url("broker.url", url)?;
         let tls_files = [&self.broker.tls_ca, &self.broker.tls_certificate, &self.broker.tls_key];
         if url.starts_with("amqp://") && tls_files.iter().any(|f| f.is_some()) {
             return Err(invalid("broker.tls_*", "TLS files are only used with an amqps:// URL"));
@@ -368,16 +366,12 @@ impl RouterConfig {
         if self.broker.delivery_limit == 0 {
             return Err(invalid("broker.delivery_limit", "must be at least 1"));
         }
-        for (key, path) in [
+        mirsal_service::require_files(&[
             ("pki.ca", &self.pki.ca),
             ("pki.crl", &self.pki.crl),
             ("pki.platform_key", &self.pki.platform_key),
             ("pki.platform_certificate", &self.pki.platform_certificate),
-        ] {
-            if !path.is_file() {
-                return Err(invalid(key, format!("{} is not a readable file", path.display())));
-            }
-        }
+        ])?;
         if self.policy.max_envelope_bytes < 1024 {
             return Err(invalid("policy.max_envelope_bytes", "must be at least 1024"));
         }

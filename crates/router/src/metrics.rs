@@ -202,7 +202,7 @@ impl Metrics {
         self.accepted
             .get_or_create(&Accepted { kind: kind.as_str().to_owned(), sender: sender.to_owned() })
             .inc();
-        if matches!(kind, Kind::Letter | Kind::Sealed) {
+        if kind.is_letter() {
             self.accepted_letters.fetch_add(1, Ordering::Relaxed);
         }
     }

@@ -266,7 +266,7 @@ async fn route_letter(
     arrival: Arrival,
 ) -> Result<Kind, Failure> {
     let id = verified.id();
-    let kind = if matches!(verified.body, Body::Sealed(_)) { Kind::Sealed } else { Kind::Letter };
+    let kind = Kind::of(Some(&verified.body));
     let _guard = router.lock(id).await;
     let record = match router.store.envelope(id)? {
         Some(existing) if existing.digest[..] == verified.digest => existing,
@@ -295,17 +295,9 @@ async fn finish_letter(
     let pending: Vec<_> =
         router.store.tracking(id)?.into_iter().filter(|row| row.status() == Status::Accepted).collect();
     let properties = delivery_properties(id, &record.sender, kind);
-    let publishes = pending.iter().map(|row| {
-        let message = Outgoing {
-            exchange: topology::DELIVER_EXCHANGE.to_owned(),
-            routing_key: row.recipient.clone(),
-            payload: record.envelope.clone(),
-            properties: properties.clone(),
-            mandatory: true,
-        };
-        let publisher = router.publisher.clone();
-        async move { publisher.publish_reliably(&message, PUBLISH_PATIENCE).await }
-    });
+    let publishes = pending
+        .iter()
+        .map(|row| deliver(router, &row.recipient, record.envelope.clone(), properties.clone()));
     let results = join_all(publishes).await;
     let now_ms = Utc::now().timestamp_millis();
     let mut batch = Batch::default();
@@ -567,15 +559,9 @@ async fn route_receipt(
 /// The caller holds the letter's lock.
 async fn finish_receipt(router: &Arc<Router>, id: &str, record: EnvelopeRecord) -> Result<Kind, Failure> {
     if !record.completed {
-        let to = record.recipients.first().cloned().unwrap_or_default();
-        let message = Outgoing {
-            exchange: topology::DELIVER_EXCHANGE.to_owned(),
-            routing_key: to,
-            payload: record.envelope.clone(),
-            properties: delivery_properties(id, &record.sender, Kind::Receipt),
-            mandatory: true,
-        };
-        router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await.map_err(publish_failure)?;
+        let to = record.recipients.first().map_or("", String::as_str);
+        let properties = delivery_properties(id, &record.sender, Kind::Receipt);
+        deliver(router, to, record.envelope.clone(), properties).await.map_err(publish_failure)?;
         let mut batch = Batch::default();
         batch.mark_completed(id);
         router.store.commit(batch)?;
@@ -612,11 +598,31 @@ fn delivery_properties_named(id: &str, origin: &str, kind: &str) -> mirsal_bus::
     headers::with_header(properties, headers::TRACE_ID, id)
 }
 
+/// Publishes `payload` to agency `to`'s inbox, confirmed.
+///
+/// # Errors
+/// The publish failed (a nack, no such inbox, the broker away for too long).
+async fn deliver(
+    router: &Router,
+    to: &str,
+    payload: Bytes,
+    properties: mirsal_bus::lapin::BasicProperties,
+) -> Result<(), PublishError> {
+    let message = Outgoing {
+        exchange: topology::DELIVER_EXCHANGE.to_owned(),
+        routing_key: to.to_owned(),
+        payload,
+        properties,
+        mandatory: true,
+    };
+    router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await
+}
+
 /// Publishes `body`, a copy that died in agency `to`'s inbox, to that inbox again, with
 /// the headers the router gave it the first time.
 ///
 /// # Errors
-/// The publish failed (a nack, no such inbox, the broker away for too long).
+/// As [`deliver`].
 pub(crate) async fn redeliver(
     router: &Router,
     to: &str,
@@ -625,14 +631,7 @@ pub(crate) async fn redeliver(
     origin: &str,
     kind: &str,
 ) -> Result<(), PublishError> {
-    let message = Outgoing {
-        exchange: topology::DELIVER_EXCHANGE.to_owned(),
-        routing_key: to.to_owned(),
-        payload: body,
-        properties: delivery_properties_named(id, origin, kind),
-        mandatory: true,
-    };
-    router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await
+    deliver(router, to, body, delivery_properties_named(id, origin, kind)).await
 }
 
 pub(crate) async fn publish_notice(
@@ -640,14 +639,8 @@ pub(crate) async fn publish_notice(
     to: &str,
     notice: &crate::notices::SignedNotice,
 ) -> Result<(), PublishError> {
-    let message = Outgoing {
-        exchange: topology::DELIVER_EXCHANGE.to_owned(),
-        routing_key: to.to_owned(),
-        payload: notice.bytes.clone(),
-        properties: delivery_properties(&notice.id, mirsal_envelope::PLATFORM_CODE, Kind::Notice),
-        mandatory: true,
-    };
-    router.publisher.publish_reliably(&message, PUBLISH_PATIENCE).await
+    let properties = delivery_properties(&notice.id, mirsal_envelope::PLATFORM_CODE, Kind::Notice);
+    deliver(router, to, notice.bytes.clone(), properties).await
 }
 
 /// The envelope id and content digest of bytes that may not verify, for notices and

@@ -4,36 +4,7 @@
 
 use bytes::Bytes;
 
-/// What an envelope holds, as the router sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
-#[repr(i32)]
-pub enum Kind {
-    Unknown = 0,
-    Letter = 1,
-    Sealed = 2,
-    Receipt = 3,
-    Request = 4,
-    Notice = 5,
-}
-
-impl Kind {
-    /// The `mirsal-kind` header value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unknown => "unknown",
-            Self::Letter => "letter",
-            Self::Sealed => "sealed",
-            Self::Receipt => "receipt",
-            Self::Request => "request",
-            Self::Notice => "notice",
-        }
-    }
-
-    /// Letters, plain or sealed, are what gets fanned out and tracked.
-    pub fn is_letter(self) -> bool {
-        matches!(self, Self::Letter | Self::Sealed)
-    }
-}
+pub use mirsal_envelope::Kind;
 
 /// An accepted envelope, in the archive.
 #[derive(Clone, PartialEq, prost::Message)]

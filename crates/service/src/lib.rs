@@ -25,6 +25,29 @@ pub fn invalid(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), problem: problem.into() }
 }
 
+/// Checks that `url`, the value of `key`, is an AMQP URL (`amqp://` or `amqps://`).
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for `key`.
+pub fn require_amqp_url(key: &str, url: &str) -> Result<(), ConfigError> {
+    if url.starts_with("amqp://") || url.starts_with("amqps://") {
+        Ok(())
+    } else {
+        Err(invalid(key, "must start with amqp:// or amqps://"))
+    }
+}
+
+/// Checks that every `(key, path)` names a readable file.
+///
+/// # Errors
+/// [`ConfigError::Invalid`] for the first key whose file is not there.
+pub fn require_files(files: &[(&str, &std::path::Path)]) -> Result<(), ConfigError> {
+    match files.iter().find(|(_, path)| !path.is_file()) {
+        Some((key, path)) => Err(invalid(key, format!("{} is not a readable file", path.display()))),
+        None => Ok(()),
+    }
+}
+
 /// Parses `text`, read from `path`, as the TOML of `T`.
 ///
 /// # Errors
